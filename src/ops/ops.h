@@ -1,0 +1,115 @@
+/* CPU kernels: every op is a forward/backward pair in llm.c's argument order
+ * (outputs, saved buffers, inputs, weights, dimensions). Gradient pointers
+ * start with d. Parameter gradients ADD (+=) so micro-batch accumulation is
+ * free; activation gradients are WRITTEN (=). Shapes are row-major and given
+ * in the comment next to each buffer. moe_real is float, or double in the
+ * MOE_DOUBLE build used by the gradient checks. */
+#ifndef MOE_OPS_H
+#define MOE_OPS_H
+
+#include "moe/core.h"
+
+#include <stdint.h>
+
+/* --- GEMM (OpenBLAS): C[M,N] = alpha * op(A)[M,K] op(B)[K,N] + beta * C.
+ * trans_a / trans_b: 0 or 1; lda/ldb/ldc are row strides as stored. */
+void gemm(int trans_a, int trans_b, int M, int N, int K, moe_real alpha, const moe_real *A,
+          int lda, const moe_real *B, int ldb, moe_real beta, moe_real *C, int ldc);
+
+/* --- Linear layer, PyTorch layout: weight [OC, C], bias [OC] or NULL.
+ * out[N,OC] = inp[N,C] weight^T + bias */
+void matmul_forward(moe_real *out, const moe_real *inp, const moe_real *weight,
+                    const moe_real *bias, int N, int C, int OC);
+/* dinp [N,C] written (skipped if NULL); dweight [OC,C] and dbias [OC] added
+ * (skipped if NULL). */
+void matmul_backward(moe_real *dinp, moe_real *dweight, moe_real *dbias, const moe_real *dout,
+                     const moe_real *inp, const moe_real *weight, int N, int C, int OC);
+
+/* --- Embedding: out[N,C] = table[ids[n]]; ids must be in [0, V). */
+void embedding_forward(moe_real *out, const int32_t *ids, const moe_real *table, int N, int C);
+/* dtable [V,C] added. */
+void embedding_backward(moe_real *dtable, const moe_real *dout, const int32_t *ids, int N, int C);
+
+/* --- LayerNorm over the last dim C. mean, rstd [N] saved. bias may be NULL. */
+void layernorm_forward(moe_real *out, moe_real *mean, moe_real *rstd, const moe_real *inp,
+                       const moe_real *weight, const moe_real *bias, int N, int C, float eps);
+void layernorm_backward(moe_real *dinp, moe_real *dweight, moe_real *dbias, const moe_real *dout,
+                        const moe_real *inp, const moe_real *weight, const moe_real *mean,
+                        const moe_real *rstd, int N, int C);
+
+/* --- RMSNorm: out = inp * rstd * weight, rstd = 1/sqrt(mean(inp^2) + eps). */
+void rmsnorm_forward(moe_real *out, moe_real *rstd, const moe_real *inp, const moe_real *weight,
+                     int N, int C, float eps);
+void rmsnorm_backward(moe_real *dinp, moe_real *dweight, const moe_real *dout,
+                      const moe_real *inp, const moe_real *weight, const moe_real *rstd, int N,
+                      int C);
+
+/* --- Rotary position embedding (rotate-half convention of HF Llama/Mixtral):
+ * x [B,T,H,hd] (rows of stride row_stride elements between tokens, so it can
+ * work in place inside a fused qkv buffer); position of token t is
+ * pos0 + t. hd must be even. out may alias inp. */
+void rope_forward(moe_real *out, const moe_real *inp, int B, int T, int H, int hd,
+                  int row_stride, int pos0, float theta);
+/* The inverse rotation; dinp may alias dout. */
+void rope_backward(moe_real *dinp, const moe_real *dout, int B, int T, int H, int hd,
+                   int row_stride, int pos0, float theta);
+
+/* --- Scaled dot-product attention with grouped-query heads.
+ * q [B,T,H,hd] with token stride q_stride; k, v [B,T,KVH,hd] with stride
+ * kv_stride (H % KVH == 0; head h reads kv head h / (H/KVH)).
+ * causal: token t sees 0..t. pad_mask [B,T] (1 = real token, 0 = padding) or
+ * NULL: padded keys are never attended. Rows whose keys are all masked give 0.
+ * att [B,H,T,T] saves the probabilities; out [B,T,H,hd] (stride H*hd). */
+void attention_forward(moe_real *out, moe_real *att, const moe_real *q, const moe_real *k,
+                       const moe_real *v, const uint8_t *pad_mask, int B, int T, int H,
+                       int KVH, int hd, int q_stride, int kv_stride, int causal);
+/* dq, dk, dv written with the same strides as q, k, v; datt [B,H,T,T] scratch. */
+void attention_backward(moe_real *dq, moe_real *dk, moe_real *dv, moe_real *datt,
+                        const moe_real *dout, const moe_real *q, const moe_real *k,
+                        const moe_real *v, const moe_real *att, int B, int T, int H, int KVH,
+                        int hd, int q_stride, int kv_stride);
+
+/* --- Pointwise activations over N elements. GELU is the exact erf form
+ * (PyTorch's default). out may alias inp in forward. */
+void relu_forward(moe_real *out, const moe_real *inp, long N);
+void relu_backward(moe_real *dinp, const moe_real *dout, const moe_real *inp, long N);
+void gelu_forward(moe_real *out, const moe_real *inp, long N);
+void gelu_backward(moe_real *dinp, const moe_real *dout, const moe_real *inp, long N);
+void silu_forward(moe_real *out, const moe_real *inp, long N);
+void silu_backward(moe_real *dinp, const moe_real *dout, const moe_real *inp, long N);
+/* SwiGLU: out = silu(a) * b. */
+void swiglu_forward(moe_real *out, const moe_real *a, const moe_real *b, long N);
+void swiglu_backward(moe_real *da, moe_real *db, const moe_real *dout, const moe_real *a,
+                     const moe_real *b, long N);
+
+/* --- Inverted dropout with probability p: mask [N] saves 0 or 1/(1-p). */
+void dropout_forward(moe_real *out, moe_real *mask, const moe_real *inp, float p, long N,
+                     moe_rng *rng);
+void dropout_backward(moe_real *dinp, const moe_real *dout, const moe_real *mask, long N);
+
+/* --- Residual: out = a + b; backward adds dout into da and db. */
+void residual_forward(moe_real *out, const moe_real *a, const moe_real *b, long N);
+void residual_backward(moe_real *da, moe_real *db, const moe_real *dout, long N);
+
+/* --- Softmax cross-entropy over V classes, mean over counted rows.
+ * Hard labels: targets [N]; rows whose target == ignore_index are not counted.
+ * probs [N,V] saved. Returns the mean loss (0 when no row counts) and stores
+ * the number of counted rows in *count. */
+double crossentropy_forward(moe_real *probs, const moe_real *logits, const int32_t *targets,
+                            int N, int V, int ignore_index, int *count);
+/* dlogits [N,V] written = scale * (probs - onehot) / count; ignored rows 0. */
+void crossentropy_backward(moe_real *dlogits, const moe_real *probs, const int32_t *targets,
+                           int N, int V, int ignore_index, int count, float scale);
+/* Soft labels: target_probs [N,V] (rows sum to 1), optional row weights [N]
+ * (NULL = 1). loss = sum_n w_n * -sum_v p log q / sum_n w_n. */
+double crossentropy_soft_forward(moe_real *probs, const moe_real *logits,
+                                 const moe_real *target_probs, const moe_real *weights, int N,
+                                 int V);
+void crossentropy_soft_backward(moe_real *dlogits, const moe_real *probs,
+                                const moe_real *target_probs, const moe_real *weights, int N,
+                                int V, float scale);
+
+/* --- Row softmax in place over the last dim (used by routers and sampling). */
+void softmax_rows(moe_real *x, int N, int V);
+
+#endif
