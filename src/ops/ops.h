@@ -109,6 +109,14 @@ void crossentropy_soft_backward(moe_real *dlogits, const moe_real *probs,
                                 const moe_real *target_probs, const moe_real *weights, int N,
                                 int V, float scale);
 
+/* --- Attention of n new tokens over a KV cache (inference, batch 1).
+ * q [n, H, hd] with row stride q_stride; kc, vc [S, KVH * hd] hold positions
+ * 0 .. pos0 + n - 1 (the new tokens' keys already written). Token i sees
+ * positions 0 .. pos0 + i. scores [pos0 + n] scratch; out [n, H * hd]. */
+void attention_cached_forward(moe_real *out, moe_real *scores, const moe_real *q, int q_stride,
+                              const moe_real *kc, const moe_real *vc, int n, int pos0, int H,
+                              int KVH, int hd);
+
 /* --- Row softmax in place over the last dim (used by routers and sampling). */
 void softmax_rows(moe_real *x, int N, int V);
 

@@ -1,0 +1,41 @@
+/* Byte-level text corpora for language modelling: the King James Bible from
+ * Debian's bible-kjv package, or any text file; a train/validation split at
+ * the tail; random training windows and fixed validation windows. */
+#ifndef MOE_DATA_H
+#define MOE_DATA_H
+
+#include "moe/config.h"
+#include "moe/core.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct moe_corpus {
+    uint8_t *bytes; /* the whole text; a byte is a token */
+    size_t n;       /* bytes */
+    size_t n_train; /* bytes [0, n_train) train, [n_train, n) validation */
+} moe_corpus;
+
+/* Loads per cfg (source "bible-kjv" runs `bible -f "Gen1:1-Rev22:21"`;
+ * "file" reads cfg->path). Both splits must hold more than seq_len + 1
+ * bytes. */
+moe_status moe_corpus_load(moe_corpus *c, const moe_data_config *cfg, int seq_len);
+/* Wraps an existing buffer (copied), for tests and the API. */
+moe_status moe_corpus_from_bytes(moe_corpus *c, const uint8_t *bytes, size_t n,
+                                 float val_fraction, int seq_len);
+void moe_corpus_free(moe_corpus *c);
+
+/* B random windows of T + 1 bytes from the training split: x [B, T] inputs,
+ * y [B, T] next-byte targets. */
+void moe_corpus_train_batch(const moe_corpus *c, int B, int T, moe_rng *rng, int32_t *x,
+                            int32_t *y);
+/* Validation batch i of n_batches: windows spread evenly over the split,
+ * the same every time. */
+void moe_corpus_val_batch(const moe_corpus *c, int B, int T, int i, int n_batches, int32_t *x,
+                          int32_t *y);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

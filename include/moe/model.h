@@ -1,0 +1,71 @@
+/* A decoder-only (MoE) transformer built from a moe_model_config: training
+ * forward/backward over [B, T] token batches, and generation with a KV cache.
+ * Parameters and gradients are single allocations described by a named
+ * parameter table; activations come from the caller's arena. */
+#ifndef MOE_MODEL_H
+#define MOE_MODEL_H
+
+#include "moe/config.h"
+#include "moe/core.h"
+#include "moe/layer.h"
+#include "moe/tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct moe_model moe_model;
+
+/* Builds the parameter table, allocates parameters and gradients (zeroed)
+ * and initialises weights from seed (GPT-2 style: N(0, 0.02), residual
+ * projections scaled by 1/sqrt(2 n_layer), norms at 1/0). */
+moe_status moe_model_create(moe_model **m, const moe_model_config *cfg, uint64_t seed);
+void moe_model_free(moe_model *m);
+
+const moe_model_config *moe_model_config_of(const moe_model *m);
+const moe_param_table *moe_model_table(const moe_model *m);
+moe_real *moe_model_params(moe_model *m); /* [table total] */
+moe_real *moe_model_grads(moe_model *m);  /* [table total] */
+size_t moe_model_param_count(const moe_model *m);
+/* Parameters a token touches (router + k experts instead of E). */
+size_t moe_model_active_param_count(const moe_model *m);
+/* Training FLOPs per token (forward + backward, matmuls and attention). */
+double moe_model_train_flops_per_token(const moe_model *m, int T);
+
+/* Forward over tokens [B, T]. With targets [B, T] (entries < 0 ignored) the
+ * mean cross-entropy goes to *ce_loss and the summed weighted auxiliary
+ * losses to *aux_loss; the training loss is their sum. training enables
+ * dropout and router noise (drawn from rng). Saved activations live in arena
+ * until it is reset; backward must follow before that. */
+moe_status moe_model_forward(moe_model *m, const int32_t *tokens, const int32_t *targets, int B,
+                             int T, int training, moe_rng *rng, moe_arena *arena,
+                             double *ce_loss, double *aux_loss);
+/* Adds d(loss)/d(params) * scale to the gradients (scale = 1/grad_accum). */
+moe_status moe_model_backward(moe_model *m, moe_arena *arena, float scale);
+void moe_model_zero_grads(moe_model *m);
+/* Logits [B, T, V] of the last forward (valid until the arena resets). */
+const moe_real *moe_model_logits(const moe_model *m);
+
+/* Routing of the last forward: number of MoE layers and each one's stats. */
+int moe_model_moe_layers(const moe_model *m);
+const moe_layer_stats *moe_model_layer_stats(const moe_model *m, int i);
+/* Transformer layer index of MoE layer i. */
+int moe_model_moe_layer_index(const moe_model *m, int i);
+
+/* Sampling for generation. temperature 0 = greedy. */
+typedef struct moe_sampling {
+    float temperature; /* softmax temperature, 0 = argmax */
+    int top_k;         /* keep the k most likely, 0 = all */
+    float top_p;       /* nucleus: smallest set with mass >= top_p, 1 = all */
+} moe_sampling;
+
+/* Appends n_new tokens to prompt[n_prompt] in out (out[0..n_prompt) = prompt),
+ * using a KV cache: the prompt is processed once, then one token at a time.
+ * The context slides when it would pass max_seq_len (cache rebuilt). */
+moe_status moe_model_generate(moe_model *m, const int32_t *prompt, int n_prompt, int n_new,
+                              const moe_sampling *s, moe_rng *rng, int32_t *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
