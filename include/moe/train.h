@@ -1,0 +1,72 @@
+/* The training loop: data -> forward -> loss -> backward -> clip ->
+ * optimizer -> metrics -> evaluation -> checkpoints, inside a run directory
+ * runs/<name>-<UTC timestamp>/ holding config.json, metrics.jsonl,
+ * results.json and checkpoints/. */
+#ifndef MOE_TRAIN_H
+#define MOE_TRAIN_H
+
+#include "moe/config.h"
+#include "moe/core.h"
+#include "moe/data.h"
+#include "moe/model.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* What the loop reports to its caller (the CLI draws the progress line). */
+typedef struct moe_train_progress {
+    int is_eval;          /* 1: an evaluation just finished */
+    long step;            /* optimizer steps done */
+    long total_steps;     /* planned */
+    double loss;          /* training loss (ce + aux) of the last step */
+    double ce;            /* its cross-entropy part */
+    double aux;           /* its auxiliary part */
+    double lr;            /* learning rate used */
+    double grad_norm;     /* global norm before clipping */
+    double tokens_per_s;  /* training throughput since start of this process */
+    double elapsed_s;     /* wall time since start of this process */
+    double eta_s;         /* estimated time left */
+    double balance_cv;    /* mean over MoE layers of the coefficient of variation of expert load */
+    double max_over_mean; /* worst MoE layer: busiest expert's load / mean load */
+    double val_loss;      /* evaluations: mean validation cross-entropy */
+    double val_ppl;       /* exp(val_loss) */
+} moe_train_progress;
+
+typedef void (*moe_progress_fn)(const moe_train_progress *p, void *user);
+
+typedef struct moe_train_opts {
+    const char *resume_dir;    /* checkpoint folder to continue from, or NULL */
+    const char *run_dir;       /* use this run directory instead of a new one, or NULL */
+    moe_progress_fn progress;  /* called every log step and after each evaluation */
+    void *user;                /* passed to progress */
+    volatile int *stop;        /* set non-zero (e.g. on SIGINT) to stop after the step */
+} moe_train_opts;
+
+/* The outcome, also written to results.json. */
+typedef struct moe_train_result {
+    char run_dir[512];     /* where everything was written */
+    long steps;            /* optimizer steps done in total */
+    double final_val_loss; /* last evaluation */
+    double best_val_loss;  /* best evaluation */
+    double tokens_per_s;   /* throughput of this process */
+    char stop_reason[32];  /* "completed", "early_stop", "time_budget", "interrupted" */
+    char sample[2048];     /* text generated from train.sample_prompt at the end */
+} moe_train_result;
+
+moe_status moe_train_run(const moe_run_config *cfg, const moe_train_opts *opts,
+                         moe_train_result *result);
+
+/* Mean validation cross-entropy of a model over n_batches fixed batches. */
+moe_status moe_eval_lm(moe_model *m, const moe_corpus *c, int B, int T, int n_batches,
+                       moe_arena *arena, double *val_loss);
+
+/* Load balance of one forward's routing: coefficient of variation of the
+ * pairs per expert, and busiest / mean. */
+void moe_routing_balance(const moe_layer_stats *s, int n_experts, double *cv,
+                         double *max_over_mean);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,116 @@
+/* moe eval: quality (validation loss, perplexity) and cost (parameters,
+ * FLOPs, throughput, generation latency) of a checkpoint, as JSON. */
+#include "cli/cli.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_SETS 32
+
+static void help(void) {
+    printf("usage: moe eval --checkpoint DIR [--batches N] [--set key=value ...] [--out FILE]\n\n"
+           "Evaluates a checkpoint on the validation split of its run's data (the run's\n"
+           "config.json; --set data.source=file --set data.path=X for other text) and\n"
+           "prints JSON: val_loss, val_ppl, parameters (total, active), training and\n"
+           "inference FLOPs per token, evaluation tokens/s and generation ms/token.\n\n"
+           "  --checkpoint DIR   e.g. runs/<run>/checkpoints/latest\n"
+           "  --batches N        validation batches (default: train.eval_batches)\n"
+           "  --out FILE         also write the JSON there\n");
+}
+
+int cmd_eval(int argc, char **argv) {
+    const char *ckpt = NULL, *out = NULL;
+    char *sets[MAX_SETS];
+    int n_sets = 0, batches = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            help();
+            return 0;
+        } else if (!strcmp(argv[i], "--checkpoint") && i + 1 < argc) {
+            ckpt = argv[++i];
+        } else if (!strcmp(argv[i], "--batches") && i + 1 < argc) {
+            batches = atoi(argv[++i]);
+        } else if (!strcmp(argv[i], "--out") && i + 1 < argc) {
+            out = argv[++i];
+        } else if (!strcmp(argv[i], "--set") && i + 1 < argc && n_sets < MAX_SETS) {
+            sets[n_sets++] = argv[++i];
+        } else {
+            fprintf(stderr, "moe eval: unknown or incomplete option '%s' (see --help)\n", argv[i]);
+            return 2;
+        }
+    }
+    if (!ckpt) {
+        fprintf(stderr, "moe eval: --checkpoint DIR is required (see --help)\n");
+        return 2;
+    }
+    moe_run_config cfg;
+    if (cli_run_config_of(ckpt, &cfg) != 0) moe_config_defaults(&cfg);
+    for (int i = 0; i < n_sets; i++) {
+        moe_status st = moe_config_set(&cfg, sets[i]);
+        if (st != MOE_OK) return cli_fail("eval", "bad --set", st);
+    }
+    moe_model *m = NULL;
+    if (cli_load_model("eval", ckpt, &m)) return 1;
+    const moe_model_config *mc = moe_model_config_of(m);
+    int B = cfg.train.batch_size, T = cfg.train.seq_len;
+    if (T > mc->max_seq_len) T = mc->max_seq_len;
+    if (batches <= 0) batches = cfg.train.eval_batches;
+    moe_corpus corpus;
+    moe_status st = moe_corpus_load(&corpus, &cfg.data, T);
+    if (st != MOE_OK) {
+        moe_model_free(m);
+        return cli_fail("eval", "cannot load data", st);
+    }
+    moe_arena arena;
+    moe_arena_init(&arena);
+    double val = 0, t0 = cli_now();
+    st = moe_eval_lm(m, &corpus, B, T, batches, &arena, &val);
+    double eval_s = cli_now() - t0;
+    /* generation latency: 64 new tokens after a 64-byte prompt, greedy */
+    int np = 64, nn = 64;
+    int32_t ids[128];
+    for (int i = 0; i < np; i++) ids[i] = corpus.bytes[corpus.n_train + i];
+    moe_sampling greedy = {0, 0, 1};
+    moe_rng rng;
+    moe_rng_seed(&rng, 1);
+    double g0 = cli_now();
+    if (st == MOE_OK) st = moe_model_generate(m, ids, np, nn, &greedy, &rng, ids);
+    double gen_ms = (cli_now() - g0) * 1e3 / nn;
+    if (st != MOE_OK) {
+        moe_corpus_free(&corpus);
+        moe_arena_free(&arena);
+        moe_model_free(m);
+        return cli_fail("eval", "evaluation failed", st);
+    }
+    double train_flops = moe_model_train_flops_per_token(m, T);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "checkpoint", ckpt);
+    cJSON_AddNumberToObject(o, "val_loss", val);
+    cJSON_AddNumberToObject(o, "val_ppl", exp(val));
+    cJSON_AddNumberToObject(o, "val_bits_per_byte", val / log(2.0));
+    cJSON_AddNumberToObject(o, "val_tokens", (double)batches * B * T);
+    cJSON_AddNumberToObject(o, "params", (double)moe_model_param_count(m));
+    cJSON_AddNumberToObject(o, "active_params", (double)moe_model_active_param_count(m));
+    cJSON_AddNumberToObject(o, "train_flops_per_token", train_flops);
+    cJSON_AddNumberToObject(o, "forward_flops_per_token", train_flops / 3);
+    cJSON_AddNumberToObject(o, "eval_tokens_per_s", (double)batches * B * T / eval_s);
+    cJSON_AddNumberToObject(o, "generate_ms_per_token", gen_ms);
+    char *s = cJSON_Print(o);
+    printf("%s\n", s);
+    if (out) {
+        FILE *fp = fopen(out, "w");
+        if (!fp || fprintf(fp, "%s\n", s) < 0 || fclose(fp) != 0) {
+            fprintf(stderr, "moe eval: cannot write %s\n", out);
+            st = MOE_ERR_IO;
+        }
+    }
+    free(s);
+    cJSON_Delete(o);
+    moe_corpus_free(&corpus);
+    moe_arena_free(&arena);
+    moe_model_free(m);
+    return st == MOE_OK ? 0 : 1;
+}

@@ -1,0 +1,78 @@
+/* moe generate: continue a prompt with a trained checkpoint. */
+#include "cli/cli.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void help(void) {
+    printf("usage: moe generate --checkpoint DIR --prompt TEXT [options]\n\n"
+           "  --checkpoint DIR   e.g. runs/<run>/checkpoints/latest\n"
+           "  --prompt TEXT      text to continue (byte-level)\n"
+           "  --tokens N         new tokens (default 200)\n"
+           "  --temperature T    0 = greedy (default 0.8)\n"
+           "  --top-k K          keep the K most likely (default 40, 0 = all)\n"
+           "  --top-p P          nucleus mass (default 0.95, 1 = all)\n"
+           "  --seed S           sampling seed (default 1)\n");
+}
+
+int cmd_generate(int argc, char **argv) {
+    const char *ckpt = NULL, *prompt = NULL;
+    int n = 200;
+    moe_sampling s = {0.8f, 40, 0.95f};
+    unsigned long long seed = 1;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            help();
+            return 0;
+        } else if (!strcmp(argv[i], "--checkpoint") && i + 1 < argc) {
+            ckpt = argv[++i];
+        } else if (!strcmp(argv[i], "--prompt") && i + 1 < argc) {
+            prompt = argv[++i];
+        } else if (!strcmp(argv[i], "--tokens") && i + 1 < argc) {
+            n = atoi(argv[++i]);
+        } else if (!strcmp(argv[i], "--temperature") && i + 1 < argc) {
+            s.temperature = strtof(argv[++i], NULL);
+        } else if (!strcmp(argv[i], "--top-k") && i + 1 < argc) {
+            s.top_k = atoi(argv[++i]);
+        } else if (!strcmp(argv[i], "--top-p") && i + 1 < argc) {
+            s.top_p = strtof(argv[++i], NULL);
+        } else if (!strcmp(argv[i], "--seed") && i + 1 < argc) {
+            seed = strtoull(argv[++i], NULL, 10);
+        } else {
+            fprintf(stderr, "moe generate: unknown or incomplete option '%s' (see --help)\n",
+                    argv[i]);
+            return 2;
+        }
+    }
+    if (!ckpt || !prompt || !prompt[0]) {
+        fprintf(stderr, "moe generate: --checkpoint DIR and a non-empty --prompt are required\n");
+        return 2;
+    }
+    if (n < 0 || s.temperature < 0 || s.top_k < 0 || s.top_p <= 0 || s.top_p > 1) {
+        fprintf(stderr, "moe generate: need --tokens >= 0, --temperature >= 0, --top-k >= 0, "
+                        "0 < --top-p <= 1\n");
+        return 2;
+    }
+    moe_model *m = NULL;
+    if (cli_load_model("generate", ckpt, &m)) return 1;
+    if (moe_model_config_of(m)->vocab_size != 256) {
+        moe_model_free(m);
+        fprintf(stderr, "moe generate: this checkpoint is not a byte-level model\n");
+        return 1;
+    }
+    int np = (int)strlen(prompt);
+    int32_t *ids = malloc((size_t)(np + n) * sizeof *ids);
+    if (!ids) return 1;
+    for (int i = 0; i < np; i++) ids[i] = (uint8_t)prompt[i];
+    moe_rng rng;
+    moe_rng_seed(&rng, seed);
+    moe_status st = moe_model_generate(m, ids, np, n, &s, &rng, ids);
+    if (st == MOE_OK) {
+        for (int i = 0; i < np + n; i++) putchar(ids[i]);
+        putchar('\n');
+    }
+    free(ids);
+    moe_model_free(m);
+    return st == MOE_OK ? 0 : cli_fail("generate", "generation failed", st);
+}

@@ -1,0 +1,91 @@
+/* Helpers shared by the subcommands. */
+#include "cli/cli.h"
+
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+double cli_now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+int cli_fail(const char *cmd, const char *what, moe_status st) {
+    fprintf(stderr, "moe %s: %s: %s (%s)\n", cmd, what, moe_last_error(), moe_status_name(st));
+    return 1;
+}
+
+int cli_load_config(const char *cmd, moe_run_config *cfg, const char *config_path, char **sets,
+                    int n_sets) {
+    moe_config_defaults(cfg);
+    moe_status st;
+    if (config_path && (st = moe_config_load(cfg, config_path)) != MOE_OK)
+        return cli_fail(cmd, "bad config", st);
+    for (int i = 0; i < n_sets; i++)
+        if ((st = moe_config_set(cfg, sets[i])) != MOE_OK) return cli_fail(cmd, "bad --set", st);
+    if ((st = moe_config_validate(cfg)) != MOE_OK) return cli_fail(cmd, "bad config", st);
+    return 0;
+}
+
+static void fmt_duration(char *buf, size_t n, double s) {
+    if (!isfinite(s) || s < 0) s = 0;
+    long t = (long)(s + 0.5);
+    if (t >= 3600)
+        snprintf(buf, n, "%ldh%02ldm", t / 3600, t / 60 % 60);
+    else
+        snprintf(buf, n, "%ldm%02lds", t / 60, t % 60);
+}
+
+void cli_progress(const moe_train_progress *p, void *user) {
+    (void)user;
+    static int tty = -1;
+    if (tty < 0) tty = isatty(STDERR_FILENO);
+    char eta[32];
+    fmt_duration(eta, sizeof eta, p->eta_s);
+    if (p->is_eval) {
+        fprintf(stderr, "%seval step %ld: val loss %.4f, perplexity %.3f\n", tty ? "\r\033[K" : "",
+                p->step, p->val_loss, p->val_ppl);
+        return;
+    }
+    fprintf(stderr,
+            "%sstep %ld/%ld | loss %.4f (aux %.4f) | lr %.2e | %.0f tok/s | balance cv %.2f "
+            "max/mean %.2f | eta %s%s",
+            tty ? "\r\033[K" : "", p->step, p->total_steps, p->loss, p->aux, p->lr,
+            p->tokens_per_s, p->balance_cv, p->max_over_mean, eta, tty ? "" : "\n");
+    fflush(stderr);
+}
+
+int cli_load_model(const char *cmd, const char *ckpt, moe_model **m) {
+    char *json = NULL;
+    moe_model_config mc;
+    moe_run_config defaults;
+    moe_config_defaults(&defaults);
+    mc = defaults.model;
+    moe_status st = moe_checkpoint_read_config(ckpt, &json);
+    if (st != MOE_OK) return cli_fail(cmd, "cannot read checkpoint", st);
+    st = moe_model_config_from_json(&mc, json, ckpt);
+    free(json);
+    if (st != MOE_OK) return cli_fail(cmd, "bad checkpoint config", st);
+    if ((st = moe_model_create(m, &mc, 0)) != MOE_OK) return cli_fail(cmd, "cannot build model", st);
+    st = moe_checkpoint_load(ckpt, moe_model_table(*m), moe_model_params(*m), NULL, NULL);
+    if (st != MOE_OK) {
+        moe_model_free(*m);
+        *m = NULL;
+        return cli_fail(cmd, "cannot load checkpoint", st);
+    }
+    return 0;
+}
+
+int cli_run_config_of(const char *ckpt, moe_run_config *cfg) {
+    char real[PATH_MAX], path[PATH_MAX + 32];
+    if (!realpath(ckpt, real)) return -1;
+    snprintf(path, sizeof path, "%s/../../config.json", real);
+    moe_config_defaults(cfg);
+    if (access(path, R_OK) != 0) return -1;
+    return moe_config_load(cfg, path) == MOE_OK ? 0 : -1;
+}

@@ -1,0 +1,34 @@
+/* moe: train, evaluate, generate and benchmark Mixture-of-Experts models. */
+#include "cli/cli.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static void usage(FILE *fp) {
+    fprintf(fp, "usage: moe <command> [options]\n\n"
+                "commands:\n"
+                "  train     train a model from a JSON config (runs/<name>-<time>/)\n"
+                "  eval      validation loss, perplexity and speed of a checkpoint (JSON)\n"
+                "  generate  continue a prompt with a trained checkpoint\n"
+                "  bench     time training steps of a config (tokens/s, memory, GFLOP/s)\n\n"
+                "'moe <command> --help' describes each one.\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(cmd, "train")) return cmd_train(argc - 1, argv + 1);
+    if (!strcmp(cmd, "eval")) return cmd_eval(argc - 1, argv + 1);
+    if (!strcmp(cmd, "generate")) return cmd_generate(argc - 1, argv + 1);
+    if (!strcmp(cmd, "bench")) return cmd_bench(argc - 1, argv + 1);
+    fprintf(stderr, "moe: unknown command '%s'\n\n", cmd);
+    usage(stderr);
+    return 2;
+}

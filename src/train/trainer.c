@@ -1,0 +1,308 @@
+/* The training loop. One process, one model, one corpus; everything it
+ * learns goes to the run directory. */
+#include "moe/checkpoint.h"
+#include "moe/optim.h"
+#include "moe/train.h"
+#include "train/metrics_log.h"
+#include "train/run_dir.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+typedef struct trainer {
+    const moe_run_config *cfg;
+    const moe_train_opts *opts;
+    moe_model *model;
+    moe_optim opt;
+    moe_corpus corpus;
+    moe_arena arena;
+    moe_train_state st;   /* step, tokens, best metric, rngs: what a checkpoint resumes */
+    char run_dir[512];
+    char ckpt_dir[600];   /* run_dir/checkpoints */
+    FILE *metrics;        /* metrics.jsonl, appended */
+    int32_t *x, *y;       /* [B, T] batch */
+    double t0;            /* process start (monotonic seconds) */
+    long first_step;      /* step this process started at */
+    long last_good_step;  /* newest checkpoint on disk (-1: none) */
+    double last_val;      /* last evaluation */
+} trainer;
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+static moe_status save_checkpoint(trainer *tr, const char *name) {
+    char *model_json = moe_model_config_to_json(&tr->cfg->model);
+    if (!model_json) return moe_error(MOE_ERR_NOMEM, "checkpoint: out of memory");
+    char dir[700];
+    snprintf(dir, sizeof dir, "%s/%s", tr->ckpt_dir, name);
+    moe_status st = moe_checkpoint_save(dir, model_json, moe_model_table(tr->model),
+                                        moe_model_params(tr->model), &tr->opt, &tr->st);
+    free(model_json);
+    return st;
+}
+
+static moe_status save_step_checkpoint(trainer *tr) {
+    char name[32];
+    snprintf(name, sizeof name, "step-%06ld", tr->st.step);
+    moe_status st = save_checkpoint(tr, name);
+    if (st != MOE_OK) return st;
+    st = run_dir_link(tr->ckpt_dir, "latest", name);
+    if (st != MOE_OK) return st;
+    run_dir_prune_steps(tr->ckpt_dir, 2);
+    tr->last_good_step = tr->st.step;
+    return MOE_OK;
+}
+
+static moe_status setup(trainer *tr) {
+    const moe_run_config *cfg = tr->cfg;
+    const moe_train_config *t = &cfg->train;
+    moe_status st = moe_config_validate(cfg);
+    if (st != MOE_OK) return st;
+    if (t->threads > 0) moe_set_threads(t->threads);
+    st = moe_corpus_load(&tr->corpus, &cfg->data, t->seq_len);
+    if (st != MOE_OK) return st;
+    st = moe_model_create(&tr->model, &cfg->model, t->seed);
+    if (st != MOE_OK) return st;
+    moe_optim_config oc = t->optim;
+    st = moe_optim_init(&tr->opt, &oc, moe_model_table(tr->model)->total);
+    if (st != MOE_OK) return st;
+    moe_arena_init(&tr->arena);
+    tr->x = malloc((size_t)t->batch_size * t->seq_len * sizeof(int32_t));
+    tr->y = malloc((size_t)t->batch_size * t->seq_len * sizeof(int32_t));
+    if (!tr->x || !tr->y) return moe_error(MOE_ERR_NOMEM, "train: out of memory");
+    memset(&tr->st, 0, sizeof tr->st);
+    tr->st.best_metric = INFINITY;
+    moe_rng_seed(&tr->st.rng, t->seed ^ 0x5eedULL);
+    moe_rng_seed(&tr->st.data_rng, t->seed);
+    tr->last_good_step = -1;
+    tr->last_val = NAN;
+
+    if (tr->opts->resume_dir) {
+        st = moe_checkpoint_load(tr->opts->resume_dir, moe_model_table(tr->model),
+                                 moe_model_params(tr->model), &tr->opt, &tr->st);
+        if (st != MOE_OK) return st;
+        tr->last_good_step = tr->st.step;
+    }
+    if (tr->opts->run_dir) {
+        snprintf(tr->run_dir, sizeof tr->run_dir, "%s", tr->opts->run_dir);
+    } else {
+        st = run_dir_create(tr->run_dir, sizeof tr->run_dir, cfg->out_dir, cfg->name);
+        if (st != MOE_OK) return st;
+    }
+    snprintf(tr->ckpt_dir, sizeof tr->ckpt_dir, "%s/checkpoints", tr->run_dir);
+    char *json = moe_config_to_json(cfg);
+    if (!json) return moe_error(MOE_ERR_NOMEM, "train: out of memory");
+    st = run_dir_write_text(tr->run_dir, "config.json", json);
+    free(json);
+    if (st != MOE_OK) return st;
+    char path[700];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", tr->run_dir);
+    tr->metrics = fopen(path, "a");
+    if (!tr->metrics) return moe_error(MOE_ERR_IO, "cannot open %s for writing", path);
+    tr->first_step = tr->st.step;
+    tr->t0 = now_s();
+    return MOE_OK;
+}
+
+static void teardown(trainer *tr) {
+    if (tr->metrics) fclose(tr->metrics);
+    moe_model_free(tr->model);
+    moe_optim_free(&tr->opt);
+    moe_corpus_free(&tr->corpus);
+    moe_arena_free(&tr->arena);
+    free(tr->x);
+    free(tr->y);
+}
+
+static moe_status numeric_failure(trainer *tr, const char *what, double value) {
+    if (tr->last_good_step >= 0)
+        return moe_error(MOE_ERR_NUMERIC,
+                         "step %ld: %s is %g; training stopped. The last good checkpoint is "
+                         "%s/step-%06ld. Try a lower train.optim.lr or train.grad_clip > 0",
+                         tr->st.step + 1, what, value, tr->ckpt_dir, tr->last_good_step);
+    return moe_error(MOE_ERR_NUMERIC,
+                     "step %ld: %s is %g; training stopped before any checkpoint was written. "
+                     "Try a lower train.optim.lr or train.grad_clip > 0",
+                     tr->st.step + 1, what, value);
+}
+
+/* One optimizer step over grad_accum micro-batches. */
+static moe_status train_step(trainer *tr, moe_train_progress *p) {
+    const moe_train_config *t = &tr->cfg->train;
+    int B = t->batch_size, T = t->seq_len;
+    moe_model_zero_grads(tr->model);
+    double ce_sum = 0, aux_sum = 0;
+    for (int micro = 0; micro < t->grad_accum; micro++) {
+        double ce = 0, aux = 0;
+        moe_corpus_train_batch(&tr->corpus, B, T, &tr->st.data_rng, tr->x, tr->y);
+        moe_arena_reset(&tr->arena);
+        moe_status st = moe_model_forward(tr->model, tr->x, tr->y, B, T, 1, &tr->st.rng,
+                                          &tr->arena, &ce, &aux);
+        if (st == MOE_ERR_NUMERIC || !isfinite(ce + aux))
+            return numeric_failure(tr, "the training loss", ce + aux);
+        if (st != MOE_OK) return st;
+        st = moe_model_backward(tr->model, &tr->arena, 1.0f / (float)t->grad_accum);
+        if (st != MOE_OK) return st;
+        ce_sum += ce;
+        aux_sum += aux;
+    }
+    size_t n = moe_model_table(tr->model)->total;
+    double norm = moe_grad_clip(moe_model_grads(tr->model), n, t->grad_clip);
+    if (!isfinite(norm)) return numeric_failure(tr, "the gradient norm", norm);
+    float lr = moe_sched_lr(&t->sched, t->optim.lr, tr->st.step, t->steps);
+    moe_optim_step(&tr->opt, moe_model_params(tr->model), moe_model_grads(tr->model), lr);
+    tr->st.step++;
+    tr->st.tokens_seen += (long long)B * T * t->grad_accum;
+    p->ce = ce_sum / t->grad_accum;
+    p->aux = aux_sum / t->grad_accum;
+    p->loss = p->ce + p->aux;
+    p->lr = lr;
+    p->grad_norm = norm;
+    return MOE_OK;
+}
+
+static void fill_timing(trainer *tr, moe_train_progress *p) {
+    const moe_train_config *t = &tr->cfg->train;
+    p->step = tr->st.step;
+    p->total_steps = t->steps;
+    p->elapsed_s = now_s() - tr->t0;
+    long done = tr->st.step - tr->first_step;
+    p->tokens_per_s = p->elapsed_s > 0 ? (double)done * t->batch_size * t->seq_len *
+                                             t->grad_accum / p->elapsed_s
+                                       : 0;
+    p->eta_s = done > 0 ? p->elapsed_s / (double)done * (double)(t->steps - tr->st.step) : 0;
+    if (t->max_seconds > 0 && p->eta_s > t->max_seconds - p->elapsed_s)
+        p->eta_s = fmax(0, t->max_seconds - p->elapsed_s);
+    p->balance_cv = 0;
+    p->max_over_mean = 0;
+    int L = moe_model_moe_layers(tr->model);
+    for (int i = 0; i < L; i++) {
+        double cv, mm;
+        moe_routing_balance(moe_model_layer_stats(tr->model, i), tr->cfg->model.moe.n_experts,
+                            &cv, &mm);
+        p->balance_cv += cv / L;
+        if (mm > p->max_over_mean) p->max_over_mean = mm;
+    }
+}
+
+/* Evaluates, logs, keeps the best checkpoint; *stop set by early stopping. */
+static moe_status evaluate(trainer *tr, moe_train_progress *p, int *stop) {
+    const moe_train_config *t = &tr->cfg->train;
+    double val;
+    moe_status st = moe_eval_lm(tr->model, &tr->corpus, t->batch_size, t->seq_len,
+                                t->eval_batches, &tr->arena, &val);
+    if (st != MOE_OK) return st;
+    tr->last_val = val;
+    p->is_eval = 1;
+    p->val_loss = val;
+    p->val_ppl = exp(val);
+    metrics_log_eval(tr->metrics, p);
+    if (tr->opts->progress) tr->opts->progress(p, tr->opts->user);
+    p->is_eval = 0;
+    if (tr->st.best_metric - val > t->min_delta || !isfinite(tr->st.best_metric)) {
+        tr->st.best_metric = val;
+        tr->st.bad_evals = 0;
+        st = save_checkpoint(tr, "best");
+        if (st != MOE_OK) return st;
+    } else {
+        tr->st.bad_evals++;
+        if (strcmp(t->early_stop_metric, "val_loss") == 0 && tr->st.bad_evals >= t->patience)
+            *stop = 1;
+    }
+    return MOE_OK;
+}
+
+static char *sample_text(trainer *tr) {
+    const moe_train_config *t = &tr->cfg->train;
+    int np = (int)strlen(t->sample_prompt), n = t->sample_tokens;
+    if (np == 0 || n <= 0) return NULL;
+    int32_t *ids = malloc((size_t)(np + n) * sizeof *ids);
+    char *text = malloc((size_t)(np + n) + 1);
+    if (!ids || !text) goto fail;
+    for (int i = 0; i < np; i++) ids[i] = (uint8_t)t->sample_prompt[i];
+    moe_sampling s = {0.8f, 40, 0.95f};
+    moe_rng rng;
+    moe_rng_seed(&rng, t->seed);
+    if (moe_model_generate(tr->model, ids, np, n, &s, &rng, ids) != MOE_OK) goto fail;
+    for (int i = 0; i < np + n; i++) text[i] = (char)ids[i];
+    text[np + n] = 0;
+    free(ids);
+    return text;
+fail:
+    free(ids);
+    free(text);
+    return NULL;
+}
+
+moe_status moe_train_run(const moe_run_config *cfg, const moe_train_opts *opts,
+                         moe_train_result *result) {
+    trainer tr;
+    memset(&tr, 0, sizeof tr);
+    memset(result, 0, sizeof *result);
+    tr.cfg = cfg;
+    tr.opts = opts;
+    moe_status st = setup(&tr);
+    if (tr.run_dir[0]) snprintf(result->run_dir, sizeof result->run_dir, "%s", tr.run_dir);
+    if (st != MOE_OK) goto out;
+    const moe_train_config *t = &cfg->train;
+    moe_train_progress p;
+    memset(&p, 0, sizeof p);
+    const char *reason = "completed";
+    int stop = 0, evaluated_now = 0;
+    while (tr.st.step < t->steps && !stop) {
+        if (opts->stop && *opts->stop) {
+            reason = "interrupted";
+            break;
+        }
+        if (t->max_seconds > 0 && now_s() - tr.t0 > t->max_seconds) {
+            reason = "time_budget";
+            break;
+        }
+        st = train_step(&tr, &p);
+        if (st != MOE_OK) goto out;
+        fill_timing(&tr, &p);
+        if (tr.st.step % t->log_every == 0 || tr.st.step == t->steps) {
+            metrics_log_train(tr.metrics, &p, tr.model, cfg->model.moe.n_experts);
+            if (opts->progress) opts->progress(&p, opts->user);
+        }
+        evaluated_now = 0;
+        if (t->eval_every > 0 && tr.st.step % t->eval_every == 0) {
+            st = evaluate(&tr, &p, &stop);
+            if (st != MOE_OK) goto out;
+            evaluated_now = 1;
+            if (stop) reason = "early_stop";
+        }
+        if (t->checkpoint_every > 0 && tr.st.step % t->checkpoint_every == 0) {
+            st = save_step_checkpoint(&tr);
+            if (st != MOE_OK) goto out;
+        }
+    }
+    if (!evaluated_now) {
+        fill_timing(&tr, &p);
+        st = evaluate(&tr, &p, &stop);
+        if (st != MOE_OK) goto out;
+    }
+    if (tr.last_good_step != tr.st.step) {
+        st = save_step_checkpoint(&tr);
+        if (st != MOE_OK) goto out;
+    }
+    fill_timing(&tr, &p);
+    char *sample = sample_text(&tr);
+    result->steps = tr.st.step;
+    result->final_val_loss = tr.last_val;
+    result->best_val_loss = tr.st.best_metric;
+    result->tokens_per_s = p.tokens_per_s;
+    snprintf(result->stop_reason, sizeof result->stop_reason, "%s", reason);
+    if (sample) snprintf(result->sample, sizeof result->sample, "%s", sample);
+    free(sample);
+    st = metrics_write_results(tr.run_dir, cfg, result, &p, tr.model);
+out:
+    teardown(&tr);
+    return st;
+}
