@@ -8,8 +8,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define FIELD(c, f, T) ((T *)((char *)(c) + (f)->offset))
-#define CFIELD(c, f, T) ((const T *)((const char *)(c) + (f)->offset))
+/* the field's storage inside c, typed */
+#define FIELD(c, f, T) ((T *)field_ptr(c, (f)->offset))
+#define CFIELD(c, f, T) ((const T *)cfield_ptr(c, (f)->offset))
+
+static void *field_ptr(moe_run_config *c, size_t offset) {
+    return (unsigned char *)c + offset;
+}
+
+static const void *cfield_ptr(const moe_run_config *c, size_t offset) {
+    return (const unsigned char *)c + offset;
+}
 
 /* "string \"4\"", "number 4.5", "true", ... for messages */
 static void describe(const cJSON *v, char *buf, size_t cap) {
@@ -90,7 +99,7 @@ static moe_status assign_list(moe_run_config *c, const cfg_field *f, const cJSON
         if (st != MOE_OK) return st;
         items[i++] = (int)x;
     }
-    *(int *)((char *)c + f->count_offset) = n;
+    *(int *)field_ptr(c, f->count_offset) = n;
     return MOE_OK;
 }
 
@@ -180,7 +189,7 @@ cJSON *cfg_value_json(const moe_run_config *c, const cfg_field *f) {
         return cJSON_CreateString(k >= 0 && k < n ? f->names[k] : "?");
     }
     case CFG_INT_LIST: {
-        int n = *(const int *)((const char *)c + f->count_offset);
+        int n = *(const int *)cfield_ptr(c, f->count_offset);
         if (n < 0) n = 0;
         if (n > (int)f->size) n = (int)f->size;
         return cJSON_CreateIntArray(CFIELD(c, f, int), n);
@@ -206,7 +215,7 @@ void cfg_set_default(moe_run_config *c, const cfg_field *f) {
         snprintf(FIELD(c, f, char), f->size, "%s", f->def_str);
         break;
     case CFG_INT_LIST:
-        *(int *)((char *)c + f->count_offset) = 0;
+        *(int *)field_ptr(c, f->count_offset) = 0;
         break;
     }
 }

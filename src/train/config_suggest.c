@@ -34,24 +34,33 @@ static const char *leaf_of(const char *key) {
     return dot ? dot + 1 : key;
 }
 
-/* The valid key nearest to key: whole-key distance, or the same leaf name in
- * another section (model.top_k -> model.moe.top_k). NULL when none is close. */
-static const char *closest_key(const char *key) {
-    const char *leaf = leaf_of(key), *best = NULL;
+static void consider(const char *key, const char *cand, char *best, size_t cap, int *best_d) {
+    int d = edit_distance(key, cand);
+    int dl = edit_distance(leaf_of(key), leaf_of(cand)) + 1;
+    if (dl < d) d = dl;
+    if (d < *best_d) {
+        *best_d = d;
+        snprintf(best, cap, "%s", cand);
+    }
+}
+
+/* The valid key or section nearest to key: whole-key distance, or the same
+ * leaf name in another section (model.top_k -> model.moe.top_k). Writes it to
+ * best and returns 1 when one is close enough. */
+static int closest_key(const char *key, char *best, size_t cap) {
     int best_d = 1 << 30;
     for (int i = 0; i < cfg_n_fields; i++) {
         const char *k = cfg_fields[i].key;
-        int d = edit_distance(key, k);
-        int dl = edit_distance(leaf, leaf_of(k)) + 1;
-        if (dl < d) d = dl;
-        if (d < best_d) {
-            best_d = d;
-            best = k;
+        char section[KEY_MAX];
+        for (const char *dot = strchr(k, '.'); dot; dot = strchr(dot + 1, '.')) {
+            snprintf(section, sizeof section, "%.*s", (int)(dot - k), k);
+            consider(key, section, best, cap, &best_d);
         }
+        consider(key, k, best, cap, &best_d);
     }
-    int limit = (int)strlen(leaf) / 3;
+    int limit = (int)strlen(leaf_of(key)) / 3;
     if (limit < 2) limit = 2;
-    return best_d <= limit ? best : NULL;
+    return best_d <= limit;
 }
 
 moe_status cfg_unknown_key(const char *key, const char *origin) {
@@ -69,10 +78,11 @@ moe_status cfg_unknown_key(const char *key, const char *origin) {
     }
     char valid[700], hint[200] = ";";
     cfg_section_keys(section, valid, sizeof valid);
-    const char *near = closest_key(key);
+    char near[KEY_MAX];
+    int has_near = closest_key(key, near, sizeof near);
     if (strcmp(key, "model.moe.d_model") == 0)
         snprintf(hint, sizeof hint, " (MoE layers take their width from \"model.d_model\");");
-    else if (near)
+    else if (has_near)
         snprintf(hint, sizeof hint, "; did you mean \"%s\"?", near);
     if (section[0])
         return moe_error(MOE_ERR_INVALID,
