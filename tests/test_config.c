@@ -244,12 +244,25 @@ static void test_validate_cross_fields(void **state) {
     EXPECT_ERROR(moe_config_validate(&c), "\"model.n_layer\" = 0", "out of range");
 }
 
+/* the shipped example configs (make run uses configs/bible-moe.json) load and validate */
+static void test_shipped_config(void **state) {
+    (void)state;
+    const char *src = getenv("MOE_SOURCE_DIR");
+    char path[1024];
+    snprintf(path, sizeof path, "%s/configs/bible-moe.json", src ? src : ".");
+    moe_run_config c;
+    moe_config_defaults(&c);
+    if (moe_config_load(&c, path) != MOE_OK) fail_msg("%s", moe_last_error());
+    if (moe_config_validate(&c) != MOE_OK) fail_msg("%s", moe_last_error());
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults_validate),    cmocka_unit_test(test_file_round_trip),
         cmocka_unit_test(test_unknown_key_suggests), cmocka_unit_test(test_wrong_type),
         cmocka_unit_test(test_out_of_range),         cmocka_unit_test(test_malformed_json_position),
         cmocka_unit_test(test_set_each_type),        cmocka_unit_test(test_validate_cross_fields),
+        cmocka_unit_test(test_shipped_config),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
