@@ -219,6 +219,12 @@ moe_status moe_checkpoint_save(const char *dir_in, const char *model_config_json
     if (s == MOE_OK) s = fs_sync_dir(parent);
     if (s != MOE_OK) {
         if (tmp) fs_remove_tree(tmp);
+        if (s != MOE_ERR_NOMEM) {
+            char why[800];
+            snprintf(why, sizeof why, "%s", moe_last_error());
+            moe_error(s, "checkpoint %s not saved (the previous one, if any, is kept): %s", dir,
+                      why);
+        }
     } else if (have_old) {
         fs_remove_tree(old);
     }
