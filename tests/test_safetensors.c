@@ -172,6 +172,15 @@ static void test_rejects_malformed_json(void **state) {
     expect_open_fails(p, "not valid JSON", NULL);
     p = write_raw("arr.safetensors", "[1, 2]", NULL, 0);
     expect_open_fails(p, "not a JSON object", NULL);
+    p = write_raw("tail.safetensors", "{}   x", NULL, 0);
+    expect_open_fails(p, "unexpected bytes after the header JSON (byte 5)", NULL);
+    p = write_raw("ok.safetensors", "{}", NULL, 0); /* no tensors is valid */
+    moe_st_file *f;
+    assert_int_equal(moe_st_open(&f, p), MOE_OK);
+    assert_int_equal(moe_st_count(f), 0);
+    moe_st_close(f);
+    assert_int_equal(moe_st_open(&f, dir), MOE_ERR_IO);
+    assert_true(has("not a regular file"));
 }
 
 static void test_rejects_unknown_dtype(void **state) {

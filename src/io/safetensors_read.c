@@ -194,6 +194,12 @@ static moe_status parse_header(moe_st_file *f) {
                          "the file is corrupted",
                          p, end ? (long)(end - (const char *)f->map - 8) : -1L,
                          (unsigned long long)n);
+    for (const char *c = end, *stop = (const char *)f->map + 8 + n; c < stop; c++)
+        if (!strchr(" \t\r\n", *c) || !*c)
+            return moe_error(MOE_ERR_FORMAT,
+                             "safetensors %s: unexpected bytes after the header JSON (byte %ld): "
+                             "the file is corrupted",
+                             p, (long)(c - (const char *)f->map - 8));
     if (!cJSON_IsObject(f->header))
         return moe_error(MOE_ERR_FORMAT, "safetensors %s: header is not a JSON object", p);
     int count = cJSON_GetArraySize(f->header);
@@ -236,6 +242,11 @@ moe_status moe_st_open(moe_st_file **out, const char *path) {
         if (fd >= 0) close(fd);
         moe_st_close(f);
         return s;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        moe_st_close(f);
+        return moe_error(MOE_ERR_IO, "cannot read %s: not a regular file", path);
     }
     f->size = (size_t)st.st_size;
     moe_status s = MOE_OK;
