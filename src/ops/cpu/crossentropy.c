@@ -9,6 +9,7 @@
 
 /* probs row = softmax(logits row); returns log(sum exp(x - max)) + max. */
 static double ce_softmax_row(moe_real *probs, const moe_real *x, int V) {
+    if (V <= 0) return 0;
     double mx = -INFINITY, sum = 0;
     for (int j = 0; j < V; j++)
         if (x[j] > mx) mx = x[j];
@@ -19,6 +20,8 @@ static double ce_softmax_row(moe_real *probs, const moe_real *x, int V) {
     }
     moe_real inv = (moe_real)(1.0 / sum);
     for (int j = 0; j < V; j++) probs[j] *= inv;
+    /* sum >= 1 (the max contributes exp(0)) unless a logit was NaN */
+    if (!(sum >= 1)) return NAN;
     return log(sum) + mx;
 }
 
