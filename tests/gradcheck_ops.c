@@ -204,8 +204,9 @@ static void att_fwd(void *p) {
                       c->causal);
 }
 
-static void check_attention(const char *name, int H, int KVH, int causal, const uint8_t *pad) {
-    att_ctx c = {.B = 2, .T = 5, .H = H, .KVH = KVH, .hd = 4, .causal = causal, .pad = pad};
+static void check_attention(const char *name, int B, int T, int H, int KVH, int causal,
+                            const uint8_t *pad, int max_checks) {
+    att_ctx c = {.B = B, .T = T, .H = H, .KVH = KVH, .hd = 4, .causal = causal, .pad = pad};
     int s = (H + 2 * KVH) * c.hd;
     long n = (long)c.B * c.T * s, no = (long)c.B * c.T * H * c.hd, na = (long)c.B * H * c.T * c.T;
     c.qkv = rnd(n, -1, 1);
@@ -216,7 +217,7 @@ static void check_attention(const char *name, int H, int KVH, int causal, const 
     moe_real *q = c.qkv, *k = q + H * c.hd, *v = k + KVH * c.hd;
     moe_real *dq = dqkv, *dk = dq + H * c.hd, *dv = dk + KVH * c.hd;
     attention_backward(dq, dk, dv, datt, r, q, k, v, c.att, c.B, c.T, H, KVH, c.hd, s, s);
-    assert_int_equal(gradcheck(name, c.qkv, n, dqkv, gc_loss, &c, MAXCHK), 0);
+    assert_int_equal(gradcheck(name, c.qkv, n, dqkv, gc_loss, &c, max_checks), 0);
     free(c.qkv), free(c.att), free(r), free(dqkv), free(datt), free(c.b.out);
 }
 
@@ -224,11 +225,16 @@ static void test_attention(void **state) {
     (void)state;
     /* batch 1 has its last two tokens padded; batch 0 only its first */
     const uint8_t pad[10] = {0, 1, 1, 1, 1, 1, 1, 1, 0, 0};
-    check_attention("attention causal MHA", 4, 4, 1, NULL);
-    check_attention("attention causal GQA", 4, 2, 1, NULL);
-    check_attention("attention bidirectional padded GQA", 4, 2, 0, pad);
-    check_attention("attention bidirectional padded MHA", 4, 4, 0, pad);
-    check_attention("attention causal padded MQA", 4, 1, 1, pad);
+    check_attention("attention causal MHA", 2, 5, 4, 4, 1, NULL, MAXCHK);
+    check_attention("attention causal GQA", 2, 5, 4, 2, 1, NULL, MAXCHK);
+    check_attention("attention bidirectional padded GQA", 2, 5, 4, 2, 0, pad, MAXCHK);
+    check_attention("attention bidirectional padded MHA", 2, 5, 4, 4, 0, pad, MAXCHK);
+    check_attention("attention causal padded MQA", 2, 5, 4, 1, 1, pad, MAXCHK);
+    /* T spans several of the kernels' row blocks (64 forward, 128 backward) */
+    uint8_t longpad[300];
+    for (int i = 0; i < 300; i++) longpad[i] = i % 150 < 140;
+    check_attention("attention causal GQA, long", 2, 150, 4, 2, 1, NULL, 400);
+    check_attention("attention bidirectional padded GQA, long", 2, 150, 4, 2, 0, longpad, 400);
 }
 
 /* ---- pointwise ---- */

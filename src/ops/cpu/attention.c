@@ -27,23 +27,33 @@ static void attention_softmax_row(moe_real *s, const uint8_t *pad, int T, int t,
     for (int j = last; j < T; j++) s[j] = 0;
 }
 
+/* Rows per task: (batch, head, row block) tasks keep many cores busy even
+ * when B*H is small. Forward blocks are short so causal blocks skip more of
+ * the masked keys; backward blocks are longer for larger GEMMs. */
+#define ATT_FWD_BLOCK 64
+#define ATT_BWD_BLOCK 128
+
 void attention_forward(moe_real *out, moe_real *att, const moe_real *q, const moe_real *k,
                        const moe_real *v, const uint8_t *pad_mask, int B, int T, int H, int KVH,
                        int hd, int q_stride, int kv_stride, int causal) {
-    int group = H / KVH;
+    int group = H / KVH, nblk = (T + ATT_FWD_BLOCK - 1) / ATT_FWD_BLOCK;
     moe_real scale = (moe_real)(1.0 / sqrt((double)hd));
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(3) schedule(static)
     for (int b = 0; b < B; b++) {
         for (int h = 0; h < H; h++) {
-            const moe_real *qh = q + (long)b * T * q_stride + (long)h * hd;
-            long kvoff = (long)b * T * kv_stride + (long)(h / group) * hd;
-            moe_real *p = att + ((long)b * H + h) * T * T; /* [T,T] */
-            const uint8_t *pad = pad_mask ? pad_mask + (long)b * T : NULL;
-            /* The full T x T scores; causal entries are masked afterwards. */
-            gemm(0, 1, T, T, hd, scale, qh, q_stride, k + kvoff, kv_stride, 0, p, T);
-            for (int t = 0; t < T; t++) attention_softmax_row(p + (long)t * T, pad, T, t, causal);
-            gemm(0, 0, T, hd, T, 1, p, T, v + kvoff, kv_stride, 0,
-                 out + (long)b * T * H * hd + (long)h * hd, H * hd);
+            for (int blk = 0; blk < nblk; blk++) {
+                int t0 = blk * ATT_FWD_BLOCK, t1 = t0 + ATT_FWD_BLOCK < T ? t0 + ATT_FWD_BLOCK : T;
+                int kend = causal ? t1 : T; /* later keys are all masked */
+                const moe_real *qh = q + ((long)b * T + t0) * q_stride + (long)h * hd;
+                long kvoff = (long)b * T * kv_stride + (long)(h / group) * hd;
+                moe_real *p = att + (((long)b * H + h) * T + t0) * T; /* rows t0..t1 of [T,T] */
+                const uint8_t *pad = pad_mask ? pad_mask + (long)b * T : NULL;
+                gemm(0, 1, t1 - t0, kend, hd, scale, qh, q_stride, k + kvoff, kv_stride, 0, p, T);
+                for (int t = t0; t < t1; t++)
+                    attention_softmax_row(p + (long)(t - t0) * T, pad, T, t, causal);
+                gemm(0, 0, t1 - t0, hd, kend, 1, p, T, v + kvoff, kv_stride, 0,
+                     out + ((long)b * T + t0) * H * hd + (long)h * hd, H * hd);
+            }
         }
     }
 }
@@ -52,38 +62,52 @@ void attention_backward(moe_real *dq, moe_real *dk, moe_real *dv, moe_real *datt
                         const moe_real *dout, const moe_real *q, const moe_real *k,
                         const moe_real *v, const moe_real *att, int B, int T, int H, int KVH,
                         int hd, int q_stride, int kv_stride) {
-    int group = H / KVH;
+    int group = H / KVH, nblk = (T + ATT_BWD_BLOCK - 1) / ATT_BWD_BLOCK;
     moe_real scale = (moe_real)(1.0 / sqrt((double)hd));
-    /* One task per (batch, kv head): the query heads of its group all add
-     * into the same dk/dv slice, so they run in order inside the task. */
-#pragma omp parallel for collapse(2) schedule(static)
+    /* Pass 1, per (batch, head, query block): dP = dout V^T,
+     * dS = P * (dP - rowsum(dP * P)) into datt, dQ = scale dS K. */
+#pragma omp parallel for collapse(3) schedule(static)
     for (int b = 0; b < B; b++) {
-        for (int g = 0; g < KVH; g++) {
-            long kvoff = (long)b * T * kv_stride + (long)g * hd;
-            for (int t = 0; t < T; t++)
-                for (int i = 0; i < hd; i++) {
-                    dk[kvoff + (long)t * kv_stride + i] = 0;
-                    dv[kvoff + (long)t * kv_stride + i] = 0;
-                }
-            for (int h = g * group; h < (g + 1) * group; h++) {
-                long qoff = (long)b * T * q_stride + (long)h * hd;
-                const moe_real *p = att + ((long)b * H + h) * T * T; /* [T,T] */
-                moe_real *ds = datt + ((long)b * H + h) * T * T;     /* [T,T] */
-                const moe_real *go = dout + (long)b * T * H * hd + (long)h * hd;
-                /* dP = dout V^T; dV += P^T dout */
-                gemm(0, 1, T, T, hd, 1, go, H * hd, v + kvoff, kv_stride, 0, ds, T);
-                gemm(1, 0, T, hd, T, 1, p, T, go, H * hd, 1, dv + kvoff, kv_stride);
-                /* dS = P * (dP - rowsum(dP * P)) */
-                for (int t = 0; t < T; t++) {
+        for (int h = 0; h < H; h++) {
+            for (int blk = 0; blk < nblk; blk++) {
+                int t0 = blk * ATT_BWD_BLOCK, t1 = t0 + ATT_BWD_BLOCK < T ? t0 + ATT_BWD_BLOCK : T;
+                long kvoff = (long)b * T * kv_stride + (long)(h / group) * hd;
+                long rows = ((long)b * H + h) * T + t0;
+                const moe_real *p = att + rows * T; /* [t1-t0, T] */
+                moe_real *ds = datt + rows * T;     /* [t1-t0, T] */
+                const moe_real *go = dout + ((long)b * T + t0) * H * hd + (long)h * hd;
+                gemm(0, 1, t1 - t0, T, hd, 1, go, H * hd, v + kvoff, kv_stride, 0, ds, T);
+                for (int t = 0; t < t1 - t0; t++) {
                     const moe_real *pr = p + (long)t * T;
                     moe_real *dr = ds + (long)t * T;
                     double s = 0;
                     for (int j = 0; j < T; j++) s += (double)pr[j] * dr[j];
                     for (int j = 0; j < T; j++) dr[j] = pr[j] * (dr[j] - (moe_real)s);
                 }
-                /* dQ = scale dS K; dK += scale dS^T Q */
-                gemm(0, 0, T, hd, T, scale, ds, T, k + kvoff, kv_stride, 0, dq + qoff, q_stride);
-                gemm(1, 0, T, hd, T, scale, ds, T, q + qoff, q_stride, 1, dk + kvoff, kv_stride);
+                gemm(0, 0, t1 - t0, hd, T, scale, ds, T, k + kvoff, kv_stride, 0,
+                     dq + ((long)b * T + t0) * q_stride + (long)h * hd, q_stride);
+            }
+        }
+    }
+    /* Pass 2, per (batch, kv head, key block): the query heads of the group
+     * add into the same dK/dV rows in order, so no two tasks share a row.
+     * dV = sum_h P_h^T dout_h, dK = scale sum_h dS_h^T Q_h. */
+#pragma omp parallel for collapse(3) schedule(static)
+    for (int b = 0; b < B; b++) {
+        for (int g = 0; g < KVH; g++) {
+            for (int blk = 0; blk < nblk; blk++) {
+                int t0 = blk * ATT_BWD_BLOCK, t1 = t0 + ATT_BWD_BLOCK < T ? t0 + ATT_BWD_BLOCK : T;
+                long kvrow = ((long)b * T + t0) * kv_stride + (long)g * hd;
+                for (int h = g * group; h < (g + 1) * group; h++) {
+                    moe_real beta = h == g * group ? 0 : 1;
+                    long cols = ((long)b * H + h) * T * T + t0; /* columns t0..t1 */
+                    gemm(1, 0, t1 - t0, hd, T, 1, att + cols, T,
+                         dout + (long)b * T * H * hd + (long)h * hd, H * hd, beta, dv + kvrow,
+                         kv_stride);
+                    gemm(1, 0, t1 - t0, hd, T, scale, datt + cols, T,
+                         q + (long)b * T * q_stride + (long)h * hd, q_stride, beta, dk + kvrow,
+                         kv_stride);
+                }
             }
         }
     }
