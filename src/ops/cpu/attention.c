@@ -3,13 +3,15 @@
  * sit inside the OpenMP region (OpenBLAS runs them single-threaded there). */
 #include "ops/ops.h"
 
+#include "real_math.h"
+
 #include <math.h>
 
 /* Masks, then softmaxes one score row in place (double sums). A row whose
  * keys are all masked becomes all zeros. */
 static void attention_softmax_row(moe_real *s, const uint8_t *pad, int T, int t, int causal) {
     int last = causal ? t + 1 : T; /* keys >= last are masked */
-    double mx = -INFINITY;
+    moe_real mx = -INFINITY;
     for (int j = 0; j < last; j++)
         if ((!pad || pad[j]) && s[j] > mx) mx = s[j];
     if (mx == -INFINITY) {
@@ -18,8 +20,8 @@ static void attention_softmax_row(moe_real *s, const uint8_t *pad, int T, int t,
     }
     double sum = 0;
     for (int j = 0; j < last; j++) {
-        double e = (!pad || pad[j]) ? exp(s[j] - mx) : 0.0;
-        s[j] = (moe_real)e;
+        moe_real e = (!pad || pad[j]) ? real_exp(s[j] - mx) : 0;
+        s[j] = e;
         sum += e;
     }
     moe_real inv = (moe_real)(1.0 / sum);
@@ -81,6 +83,7 @@ void attention_backward(moe_real *dq, moe_real *dk, moe_real *dv, moe_real *datt
                     const moe_real *pr = p + (long)t * T;
                     moe_real *dr = ds + (long)t * T;
                     double s = 0;
+#pragma omp simd reduction(+ : s)
                     for (int j = 0; j < T; j++) s += (double)pr[j] * dr[j];
                     for (int j = 0; j < T; j++) dr[j] = pr[j] * (dr[j] - (moe_real)s);
                 }

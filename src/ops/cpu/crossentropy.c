@@ -3,6 +3,8 @@
  * bitwise the same for any thread count. */
 #include "ops/ops.h"
 
+#include "real_math.h"
+
 #include <math.h>
 
 #define CE_CHUNKS 64
@@ -10,12 +12,15 @@
 /* probs row = softmax(logits row); returns log(sum exp(x - max)) + max. */
 static double ce_softmax_row(moe_real *probs, const moe_real *x, int V) {
     if (V <= 0) return 0;
-    double mx = -INFINITY, sum = 0;
+    moe_real mx = -INFINITY;
+    double sum = 0;
+#pragma omp simd reduction(max : mx)
     for (int j = 0; j < V; j++)
         if (x[j] > mx) mx = x[j];
+#pragma omp simd reduction(+ : sum)
     for (int j = 0; j < V; j++) {
-        double e = exp(x[j] - mx);
-        probs[j] = (moe_real)e;
+        moe_real e = real_exp(x[j] - mx);
+        probs[j] = e;
         sum += e;
     }
     moe_real inv = (moe_real)(1.0 / sum);

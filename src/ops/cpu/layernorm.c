@@ -13,8 +13,10 @@ void layernorm_forward(moe_real *out, moe_real *mean, moe_real *rstd, const moe_
         const moe_real *x = inp + (long)n * C;
         moe_real *o = out + (long)n * C;
         double m = 0, v = 0;
+#pragma omp simd reduction(+ : m)
         for (int i = 0; i < C; i++) m += x[i];
         m /= C;
+#pragma omp simd reduction(+ : v)
         for (int i = 0; i < C; i++) v += (x[i] - m) * (x[i] - m);
         double s = 1.0 / sqrt(v / C + eps);
         for (int i = 0; i < C; i++) {
@@ -35,6 +37,7 @@ void layernorm_backward(moe_real *dinp, moe_real *dweight, moe_real *dbias, cons
         const moe_real *x = inp + (long)n * C, *g = dout + (long)n * C;
         moe_real *dx = dinp + (long)n * C;
         double m = mean[n], s = rstd[n], a = 0, b = 0;
+#pragma omp simd reduction(+ : a, b)
         for (int i = 0; i < C; i++) {
             double dn = (double)weight[i] * g[i];
             a += dn;

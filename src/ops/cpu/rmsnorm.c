@@ -13,6 +13,7 @@ void rmsnorm_forward(moe_real *out, moe_real *rstd, const moe_real *inp, const m
         const moe_real *x = inp + (long)n * C;
         moe_real *o = out + (long)n * C;
         double ss = 0;
+#pragma omp simd reduction(+ : ss)
         for (int i = 0; i < C; i++) ss += (double)x[i] * x[i];
         double s = 1.0 / sqrt(ss / C + eps);
         for (int i = 0; i < C; i++) o[i] = (moe_real)(x[i] * s * weight[i]);
@@ -28,6 +29,7 @@ void rmsnorm_backward(moe_real *dinp, moe_real *dweight, const moe_real *dout, c
         const moe_real *x = inp + (long)n * C, *g = dout + (long)n * C;
         moe_real *dx = dinp + (long)n * C;
         double s = rstd[n], a = 0;
+#pragma omp simd reduction(+ : a)
         for (int i = 0; i < C; i++) a += (double)weight[i] * g[i] * x[i];
         double k = a * s * s * s / C;
         for (int i = 0; i < C; i++) dx[i] = (moe_real)(s * weight[i] * g[i] - x[i] * k);
