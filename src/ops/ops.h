@@ -47,7 +47,8 @@ void rmsnorm_backward(moe_real *dinp, moe_real *dweight, const moe_real *dout,
 /* --- Rotary position embedding (rotate-half convention of HF Llama/Mixtral):
  * x [B,T,H,hd] (rows of stride row_stride elements between tokens, so it can
  * work in place inside a fused qkv buffer); position of token t is
- * pos0 + t. hd must be even. out may alias inp. */
+ * pos0 + t. hd must be even. out may alias inp. Only the first H*hd elements
+ * of each row are read or written. */
 void rope_forward(moe_real *out, const moe_real *inp, int B, int T, int H, int hd,
                   int row_stride, int pos0, float theta);
 /* The inverse rotation; dinp may alias dout. */
@@ -82,7 +83,9 @@ void swiglu_forward(moe_real *out, const moe_real *a, const moe_real *b, long N)
 void swiglu_backward(moe_real *da, moe_real *db, const moe_real *dout, const moe_real *a,
                      const moe_real *b, long N);
 
-/* --- Inverted dropout with probability p: mask [N] saves 0 or 1/(1-p). */
+/* --- Inverted dropout with probability p: mask [N] saves 0 or 1/(1-p).
+ * Draws one u64 from rng per call (p > 0); the mask does not depend on the
+ * thread count. p <= 0: identity (mask 1); p >= 1: everything dropped. */
 void dropout_forward(moe_real *out, moe_real *mask, const moe_real *inp, float p, long N,
                      moe_rng *rng);
 void dropout_backward(moe_real *dinp, const moe_real *dout, const moe_real *mask, long N);
@@ -94,7 +97,8 @@ void residual_backward(moe_real *da, moe_real *db, const moe_real *dout, long N)
 /* --- Softmax cross-entropy over V classes, mean over counted rows.
  * Hard labels: targets [N]; rows whose target == ignore_index are not counted.
  * probs [N,V] saved. Returns the mean loss (0 when no row counts) and stores
- * the number of counted rows in *count. */
+ * the number of counted rows in *count. A target outside [0, V) other than
+ * ignore_index is not counted and makes the loss NaN. */
 double crossentropy_forward(moe_real *probs, const moe_real *logits, const int32_t *targets,
                             int N, int V, int ignore_index, int *count);
 /* dlogits [N,V] written = scale * (probs - onehot) / count; ignored rows 0. */

@@ -1,0 +1,117 @@
+/* Scaled dot-product attention with grouped-query heads. Per (batch, head)
+ * the score and value products are GEMMs over strided rows; the gemm calls
+ * sit inside the OpenMP region (OpenBLAS runs them single-threaded there). */
+#include "ops/ops.h"
+
+#include "real_math.h"
+
+#include <math.h>
+
+/* Masks, then softmaxes one score row in place (double sums). A row whose
+ * keys are all masked becomes all zeros. */
+static void attention_softmax_row(moe_real *s, const uint8_t *pad, int T, int t, int causal) {
+    int last = causal ? t + 1 : T; /* keys >= last are masked */
+    moe_real mx = -INFINITY;
+    for (int j = 0; j < last; j++)
+        if ((!pad || pad[j]) && s[j] > mx) mx = s[j];
+    if (mx == -INFINITY) {
+        for (int j = 0; j < T; j++) s[j] = 0;
+        return;
+    }
+    double sum = 0;
+    for (int j = 0; j < last; j++) {
+        moe_real e = (!pad || pad[j]) ? real_exp(s[j] - mx) : 0;
+        s[j] = e;
+        sum += e;
+    }
+    moe_real inv = (moe_real)(1.0 / sum);
+    for (int j = 0; j < last; j++) s[j] *= inv;
+    for (int j = last; j < T; j++) s[j] = 0;
+}
+
+/* Rows per task: (batch, head, row block) tasks keep many cores busy even
+ * when B*H is small. Forward blocks are short so causal blocks skip more of
+ * the masked keys; backward blocks are longer for larger GEMMs. */
+#define ATT_FWD_BLOCK 64
+#define ATT_BWD_BLOCK 128
+
+void attention_forward(moe_real *out, moe_real *att, const moe_real *q, const moe_real *k,
+                       const moe_real *v, const uint8_t *pad_mask, int B, int T, int H, int KVH,
+                       int hd, int q_stride, int kv_stride, int causal) {
+    int group = H / KVH, nblk = (T + ATT_FWD_BLOCK - 1) / ATT_FWD_BLOCK;
+    moe_real scale = (moe_real)(1.0 / sqrt((double)hd));
+#pragma omp parallel for collapse(3) schedule(static)
+    for (int b = 0; b < B; b++) {
+        for (int h = 0; h < H; h++) {
+            for (int blk = 0; blk < nblk; blk++) {
+                int t0 = blk * ATT_FWD_BLOCK, t1 = t0 + ATT_FWD_BLOCK < T ? t0 + ATT_FWD_BLOCK : T;
+                int kend = causal ? t1 : T; /* later keys are all masked */
+                const moe_real *qh = q + ((long)b * T + t0) * q_stride + (long)h * hd;
+                long kvoff = (long)b * T * kv_stride + (long)(h / group) * hd;
+                moe_real *p = att + (((long)b * H + h) * T + t0) * T; /* rows t0..t1 of [T,T] */
+                const uint8_t *pad = pad_mask ? pad_mask + (long)b * T : NULL;
+                gemm(0, 1, t1 - t0, kend, hd, scale, qh, q_stride, k + kvoff, kv_stride, 0, p, T);
+                for (int t = t0; t < t1; t++)
+                    attention_softmax_row(p + (long)(t - t0) * T, pad, T, t, causal);
+                gemm(0, 0, t1 - t0, hd, kend, 1, p, T, v + kvoff, kv_stride, 0,
+                     out + ((long)b * T + t0) * H * hd + (long)h * hd, H * hd);
+            }
+        }
+    }
+}
+
+void attention_backward(moe_real *dq, moe_real *dk, moe_real *dv, moe_real *datt,
+                        const moe_real *dout, const moe_real *q, const moe_real *k,
+                        const moe_real *v, const moe_real *att, int B, int T, int H, int KVH,
+                        int hd, int q_stride, int kv_stride) {
+    int group = H / KVH, nblk = (T + ATT_BWD_BLOCK - 1) / ATT_BWD_BLOCK;
+    moe_real scale = (moe_real)(1.0 / sqrt((double)hd));
+    /* Pass 1, per (batch, head, query block): dP = dout V^T,
+     * dS = P * (dP - rowsum(dP * P)) into datt, dQ = scale dS K. */
+#pragma omp parallel for collapse(3) schedule(static)
+    for (int b = 0; b < B; b++) {
+        for (int h = 0; h < H; h++) {
+            for (int blk = 0; blk < nblk; blk++) {
+                int t0 = blk * ATT_BWD_BLOCK, t1 = t0 + ATT_BWD_BLOCK < T ? t0 + ATT_BWD_BLOCK : T;
+                long kvoff = (long)b * T * kv_stride + (long)(h / group) * hd;
+                long rows = ((long)b * H + h) * T + t0;
+                const moe_real *p = att + rows * T; /* [t1-t0, T] */
+                moe_real *ds = datt + rows * T;     /* [t1-t0, T] */
+                const moe_real *go = dout + ((long)b * T + t0) * H * hd + (long)h * hd;
+                gemm(0, 1, t1 - t0, T, hd, 1, go, H * hd, v + kvoff, kv_stride, 0, ds, T);
+                for (int t = 0; t < t1 - t0; t++) {
+                    const moe_real *pr = p + (long)t * T;
+                    moe_real *dr = ds + (long)t * T;
+                    double s = 0;
+#pragma omp simd reduction(+ : s)
+                    for (int j = 0; j < T; j++) s += (double)pr[j] * dr[j];
+                    for (int j = 0; j < T; j++) dr[j] = pr[j] * (dr[j] - (moe_real)s);
+                }
+                gemm(0, 0, t1 - t0, hd, T, scale, ds, T, k + kvoff, kv_stride, 0,
+                     dq + ((long)b * T + t0) * q_stride + (long)h * hd, q_stride);
+            }
+        }
+    }
+    /* Pass 2, per (batch, kv head, key block): the query heads of the group
+     * add into the same dK/dV rows in order, so no two tasks share a row.
+     * dV = sum_h P_h^T dout_h, dK = scale sum_h dS_h^T Q_h. */
+#pragma omp parallel for collapse(3) schedule(static)
+    for (int b = 0; b < B; b++) {
+        for (int g = 0; g < KVH; g++) {
+            for (int blk = 0; blk < nblk; blk++) {
+                int t0 = blk * ATT_BWD_BLOCK, t1 = t0 + ATT_BWD_BLOCK < T ? t0 + ATT_BWD_BLOCK : T;
+                long kvrow = ((long)b * T + t0) * kv_stride + (long)g * hd;
+                for (int h = g * group; h < (g + 1) * group; h++) {
+                    moe_real beta = h == g * group ? 0 : 1;
+                    long cols = ((long)b * H + h) * T * T + t0; /* columns t0..t1 */
+                    gemm(1, 0, t1 - t0, hd, T, 1, att + cols, T,
+                         dout + (long)b * T * H * hd + (long)h * hd, H * hd, beta, dv + kvrow,
+                         kv_stride);
+                    gemm(1, 0, t1 - t0, hd, T, scale, datt + cols, T,
+                         q + (long)b * T * q_stride + (long)h * hd, q_stride, beta, dk + kvrow,
+                         kv_stride);
+                }
+            }
+        }
+    }
+}
