@@ -41,8 +41,8 @@ static void route_token(moe_layer_cache *c, const moe_layer_config *cfg, int t) 
     moe_real *w = c->weights + (size_t)t * k;
     double mx = l[0];
     for (int e = 1; e < E; e++) mx = l[e] > mx ? l[e] : mx;
-    double sum = 0;
-    for (int e = 0; e < E; e++) sum += exp(l[e] - mx);
+    double sum = exp(l[0] - mx); /* >= 1: the max's own term */
+    for (int e = 1; e < E; e++) sum += exp(l[e] - mx);
     double lse = mx + log(sum);
     c->lse[t] = (moe_real)lse;
     for (int e = 0; e < E; e++)
