@@ -106,7 +106,8 @@ moe_status moe_layer_config_check(const moe_layer_config *cfg);
 size_t moe_layer_param_count(const moe_layer_config *cfg);
 
 /* out [T, D] written. training enables noise; rng draws it. The cache and
- * stats are allocated from arena and stay valid until it is reset. */
+ * stats are allocated from arena and stay valid until it is reset. The cache
+ * points at x: keep x unchanged until backward. */
 moe_status moe_layer_forward(const moe_layer_config *cfg, const moe_layer_params *p,
                              moe_real *out, const moe_real *x, int T, int training, moe_rng *rng,
                              moe_arena *arena, moe_layer_cache **cache,
