@@ -23,6 +23,7 @@ static double loss_fn(void *p) {
     double ce = 0, aux = 0;
     moe_arena_reset(&c->arena);
     moe_status st = moe_model_forward(c->m, c->x, c->y, B, T, 1, NULL, &c->arena, &ce, &aux);
+    if (st != MOE_OK) fprintf(stderr, "forward: %s\n", moe_last_error());
     assert_int_equal(st, MOE_OK);
     return ce + aux;
 }

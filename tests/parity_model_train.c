@@ -78,15 +78,33 @@ static void load_tensors(const moe_param_table *t, moe_real *block, const char *
     }
 }
 
+/* The key part of the qkv bias has an exactly zero gradient (softmax ignores
+ * a constant added to every score of a row), so after Adam's normalisation it
+ * is rounding noise in both float32 and float64; skip_key_bias leaves that
+ * slice out of the final-weight comparison. */
 static long compare_tensors(const moe_param_table *t, const moe_real *block, const char *variant,
-                            const char *what, double atol, double rtol) {
+                            const char *what, double atol, double rtol,
+                            const moe_model_config *c) {
     char key[256];
     long bad = 0;
+    int k0 = 0, k1 = 0;
+    if (c) {
+        int hd = c->d_model / c->n_head;
+        k0 = c->n_head * hd;
+        k1 = k0 + c->n_kv_head * hd;
+    }
     for (int i = 0; i < t->count; i++) {
-        snprintf(key, sizeof key, "%s.%s.%s", variant, what, t->tensors[i].name);
+        const moe_tensor_info *ti = &t->tensors[i];
+        snprintf(key, sizeof key, "%s.%s.%s", variant, what, ti->name);
         const ref_tensor *r = ref_get(&ref, key);
         assert_non_null(r);
-        bad += ref_compare(key, block + t->tensors[i].offset, r->data, r->numel, atol, rtol);
+        const moe_real *got = block + ti->offset;
+        if (c && strstr(ti->name, "qkv_proj.bias")) {
+            bad += ref_compare(key, got, r->data, k0, atol, rtol);
+            bad += ref_compare(key, got + k1, r->data + k1, r->numel - k1, atol, rtol);
+        } else {
+            bad += ref_compare(key, got, r->data, r->numel, atol, rtol);
+        }
     }
     return bad;
 }
@@ -129,15 +147,16 @@ static void run_variant(const char *name) {
                                            1, NULL, &arena, &ce, &aux),
                          MOE_OK);
         assert_int_equal(moe_model_backward(m, &arena, 1.0f), MOE_OK);
+        if (s == 0) fprintf(stderr, "%s step 0: loss %.7f (ce %.7f aux %.7f) torch %.7f\n", name, ce + aux, ce, aux, losses->data[0]);
         if (s == 0) /* gradients: float32 against float64 */
-            assert_int_equal(compare_tensors(t, moe_model_grads(m), name, "grad0", 2e-5, 2e-3), 0);
+            assert_int_equal(compare_tensors(t, moe_model_grads(m), name, "grad0", 2e-5, 2e-3, NULL), 0);
         double want = losses->data[s], got = ce + aux;
         fprintf(stderr, "%s step %d: loss %.7f torch %.7f\n", name, s, got, want);
         /* the loss curves must agree to 1e-4 relative over the 10 steps */
         assert_true(fabs(got - want) <= 1e-4 * fabs(want));
         moe_optim_step(&opt, moe_model_params(m), moe_model_grads(m), lr);
     }
-    assert_int_equal(compare_tensors(t, moe_model_params(m), name, "final", 1e-4, 1e-3), 0);
+    assert_int_equal(compare_tensors(t, moe_model_params(m), name, "final", 1e-4, 1e-3, &cfg), 0);
     moe_arena_free(&arena);
     moe_optim_free(&opt);
     moe_model_free(m);

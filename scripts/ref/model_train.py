@@ -29,7 +29,7 @@ for vi, (vname, over) in enumerate(VARIANTS.items()):
     targets[:, 0, :3] = -1  # ignored positions
     names = [n for n, _ in twin_gpt.param_shapes(c)]
     for n in names:
-        tensors.append((f"{vname}.init.{n}", P[n]))
+        tensors.append((f"{vname}.init.{n}", P[n].detach().clone()))
     opt = torch.optim.AdamW([P[n] for n in names], lr=LR, betas=(0.9, 0.95), eps=1e-8,
                             weight_decay=0.1)
     losses = []
@@ -40,7 +40,7 @@ for vi, (vname, over) in enumerate(VARIANTS.items()):
         loss.backward()
         if s == 0:
             for n in names:
-                tensors.append((f"{vname}.grad0.{n}", P[n].grad))
+                tensors.append((f"{vname}.grad0.{n}", P[n].grad.detach().clone()))
         opt.step()
         losses.append(loss.item())
     tensors += [(f"{vname}.tokens", tokens), (f"{vname}.targets", targets),

@@ -50,7 +50,11 @@ static moe_status check_config(const moe_model_config *c) {
     for (int l = 0; l < c->n_layer; l++) any_dense |= !gpt_block_is_moe(c, l);
     if (any_dense && c->d_ff < 1)
         return moe_error(MOE_ERR_INVALID, "model.d_ff must be positive for dense layers");
-    if (c->moe_every > 0) return moe_layer_config_check(&c->moe);
+    if (c->moe_every > 0) {
+        moe_layer_config e = c->moe;
+        e.d_model = c->d_model; /* the layer's width is the model's */
+        return moe_layer_config_check(&e);
+    }
     return MOE_OK;
 }
 

@@ -36,7 +36,7 @@ moe_status run_dir_create(char *out, size_t cap, const char *parent, const char 
 moe_status run_dir_write_text(const char *dir, const char *file, const char *text) {
     char path[1024];
     snprintf(path, sizeof path, "%s/%s", dir, file);
-    return fs_write_atomic(path, text, strlen(text));
+    return fs_write_file(path, text, strlen(text));
 }
 
 moe_status run_dir_link(const char *dir, const char *link, const char *target) {
