@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define MAX_SETS 64
 
@@ -32,6 +33,40 @@ static void help(void) {
            "                     used and the run directory continues\n"
            "  --quiet            no progress line\n"
            "Ctrl-C stops after the current step and saves a checkpoint.\n");
+}
+
+/* The config of a resumed run: the one stored in the checkpoint (or --config),
+ * with --set applied. The run continues in the checkpoint's run directory
+ * when it is one (runs/<run>/checkpoints/<ckpt>), else in a new one. */
+static int resume_config(const char *ckpt, const char *config, char **sets, int n_sets,
+                         moe_run_config *cfg, char *run_dir, size_t cap) {
+    char real[PATH_MAX], probe[PATH_MAX + 32];
+    if (!realpath(ckpt, real)) {
+        fprintf(stderr, "moe train: --resume %s: no such checkpoint folder\n", ckpt);
+        return 1;
+    }
+    char *stored = NULL;
+    if (!config) {
+        moe_status st = moe_checkpoint_read_run_config(real, &stored);
+        if (st != MOE_OK) return cli_fail("train", "cannot resume", st);
+        if (!stored) {
+            fprintf(stderr, "moe train: --resume %s: the checkpoint holds no run config; give "
+                            "--config FILE\n",
+                    ckpt);
+            return 1;
+        }
+    }
+    moe_config_defaults(cfg);
+    moe_status st = config ? moe_config_load(cfg, config) : moe_config_from_json(cfg, stored, ckpt);
+    free(stored);
+    if (st != MOE_OK) return cli_fail("train", "bad config", st);
+    for (int i = 0; i < n_sets; i++)
+        if ((st = moe_config_set(cfg, sets[i])) != MOE_OK) return cli_fail("train", "bad --set", st);
+    if ((st = moe_config_validate(cfg)) != MOE_OK) return cli_fail("train", "bad config", st);
+    snprintf(run_dir, cap, "%s", dirname(dirname(real)));
+    snprintf(probe, sizeof probe, "%s/metrics.jsonl", run_dir);
+    if (access(probe, F_OK) != 0) run_dir[0] = 0; /* not a run directory: start a new one */
+    return 0;
 }
 
 int cmd_train(int argc, char **argv) {
@@ -63,19 +98,12 @@ int cmd_train(int argc, char **argv) {
     moe_run_config cfg;
     char run_dir[PATH_MAX] = "";
     if (resume) {
-        char real[PATH_MAX], path[PATH_MAX + 16];
-        if (!realpath(resume, real)) {
-            fprintf(stderr, "moe train: --resume %s: no such checkpoint folder\n", resume);
-            return 1;
-        }
-        snprintf(run_dir, sizeof run_dir, "%s", dirname(dirname(real)));
-        snprintf(path, sizeof path, "%s/config.json", run_dir);
-        if (cli_load_config("train", &cfg, config ? config : path, sets, n_sets)) return 1;
+        if (resume_config(resume, config, sets, n_sets, &cfg, run_dir, sizeof run_dir)) return 1;
     } else if (cli_load_config("train", &cfg, config, sets, n_sets)) {
         return 1;
     }
     signal(SIGINT, on_sigint);
-    moe_train_opts opts = {resume, resume ? run_dir : NULL, quiet ? NULL : cli_progress, NULL,
+    moe_train_opts opts = {resume, run_dir[0] ? run_dir : NULL, quiet ? NULL : cli_progress, NULL,
                            &stop_requested};
     moe_train_result r;
     moe_status st = moe_train_run(&cfg, &opts, &r);

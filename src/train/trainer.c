@@ -27,6 +27,8 @@ typedef struct trainer {
     double t0;            /* process start (monotonic seconds) */
     long first_step;      /* step this process started at */
     long last_good_step;  /* newest checkpoint on disk (-1: none) */
+    double step_time;     /* seconds spent in training steps by this process */
+    char *run_config_json; /* the whole run config, saved in every checkpoint */
     double last_val;      /* last evaluation */
 } trainer;
 
@@ -96,10 +98,12 @@ static moe_status setup(trainer *tr) {
         if (st != MOE_OK) return st;
     }
     snprintf(tr->ckpt_dir, sizeof tr->ckpt_dir, "%s/checkpoints", tr->run_dir);
-    char *json = moe_config_to_json(cfg);
-    if (!json) return moe_error(MOE_ERR_NOMEM, "train: out of memory");
-    st = run_dir_write_text(tr->run_dir, "config.json", json);
-    free(json);
+    /* kept for the run's lifetime: checkpoints carry it so a resume needs
+     * nothing but the checkpoint folder */
+    tr->run_config_json = moe_config_to_json(cfg);
+    if (!tr->run_config_json) return moe_error(MOE_ERR_NOMEM, "train: out of memory");
+    tr->st.run_config = tr->run_config_json;
+    st = run_dir_write_text(tr->run_dir, "config.json", tr->run_config_json);
     if (st != MOE_OK) return st;
     char path[700];
     snprintf(path, sizeof path, "%s/metrics.jsonl", tr->run_dir);
@@ -111,6 +115,7 @@ static moe_status setup(trainer *tr) {
 }
 
 static void teardown(trainer *tr) {
+    free(tr->run_config_json);
     if (tr->metrics) fclose(tr->metrics);
     moe_model_free(tr->model);
     moe_optim_free(&tr->opt);
@@ -173,9 +178,10 @@ static void fill_timing(trainer *tr, moe_train_progress *p) {
     p->total_steps = t->steps;
     p->elapsed_s = now_s() - tr->t0;
     long done = tr->st.step - tr->first_step;
-    p->tokens_per_s = p->elapsed_s > 0 ? (double)done * t->batch_size * t->seq_len *
-                                             t->grad_accum / p->elapsed_s
-                                       : 0;
+    /* throughput of the steps alone; evaluation and checkpoints excluded */
+    p->tokens_per_s = tr->step_time > 0 ? (double)done * t->batch_size * t->seq_len *
+                                              t->grad_accum / tr->step_time
+                                        : 0;
     p->eta_s = done > 0 ? p->elapsed_s / (double)done * (double)(t->steps - tr->st.step) : 0;
     if (t->max_seconds > 0 && p->eta_s > t->max_seconds - p->elapsed_s)
         p->eta_s = fmax(0, t->max_seconds - p->elapsed_s);
@@ -184,8 +190,9 @@ static void fill_timing(trainer *tr, moe_train_progress *p) {
     int L = moe_model_moe_layers(tr->model);
     for (int i = 0; i < L; i++) {
         double cv, mm;
-        moe_routing_balance(moe_model_layer_stats(tr->model, i), tr->cfg->model.moe.n_experts,
-                            &cv, &mm);
+        const moe_layer_stats *ls = moe_model_layer_stats(tr->model, i);
+        if (!ls) break; /* no forward yet */
+        moe_routing_balance(ls, tr->cfg->model.moe.n_experts, &cv, &mm);
         p->balance_cv += cv / L;
         if (mm > p->max_over_mean) p->max_over_mean = mm;
     }
@@ -230,7 +237,9 @@ static char *sample_text(trainer *tr) {
     moe_rng rng;
     moe_rng_seed(&rng, t->seed);
     if (moe_model_generate(tr->model, ids, np, n, &s, &rng, ids) != MOE_OK) goto fail;
-    for (int i = 0; i < np + n; i++) text[i] = (char)ids[i];
+    /* bytes that are not printable ASCII would make results.json invalid UTF-8 */
+    for (int i = 0; i < np + n; i++)
+        text[i] = (ids[i] == '\n' || (ids[i] >= 32 && ids[i] < 127)) ? (char)ids[i] : '?';
     text[np + n] = 0;
     free(ids);
     return text;
@@ -255,6 +264,11 @@ moe_status moe_train_run(const moe_run_config *cfg, const moe_train_opts *opts,
     memset(&p, 0, sizeof p);
     const char *reason = "completed";
     int stop = 0, evaluated_now = 0;
+    if (tr.st.step == 0 && t->eval_every > 0) { /* baseline: the untrained model */
+        fill_timing(&tr, &p);
+        st = evaluate(&tr, &p, &stop);
+        if (st != MOE_OK) goto out;
+    }
     while (tr.st.step < t->steps && !stop) {
         if (opts->stop && *opts->stop) {
             reason = "interrupted";
@@ -264,8 +278,10 @@ moe_status moe_train_run(const moe_run_config *cfg, const moe_train_opts *opts,
             reason = "time_budget";
             break;
         }
+        double s0 = now_s();
         st = train_step(&tr, &p);
         if (st != MOE_OK) goto out;
+        tr.step_time += now_s() - s0;
         fill_timing(&tr, &p);
         if (tr.st.step % t->log_every == 0 || tr.st.step == t->steps) {
             metrics_log_train(tr.metrics, &p, tr.model, cfg->model.moe.n_experts);
