@@ -79,8 +79,8 @@ static void check_model(const moe_model_config *cfg) {
     int failed = 0;
     for (int i = 0; i < t->count; i++) {
         const moe_tensor_info *ti = &t->tensors[i];
-        failed += gradcheck(ti->name, p + ti->offset, (long)ti->numel, g + ti->offset, loss_fn, &c,
-                            24);
+        failed +=
+            gradcheck(ti->name, p + ti->offset, (long)ti->numel, g + ti->offset, loss_fn, &c, 24);
     }
     assert_int_equal(failed, 0);
     free(g);

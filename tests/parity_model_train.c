@@ -83,8 +83,7 @@ static void load_tensors(const moe_param_table *t, moe_real *block, const char *
  * is rounding noise in both float32 and float64; skip_key_bias leaves that
  * slice out of the final-weight comparison. */
 static long compare_tensors(const moe_param_table *t, const moe_real *block, const char *variant,
-                            const char *what, double atol, double rtol,
-                            const moe_model_config *c) {
+                            const char *what, double atol, double rtol, const moe_model_config *c) {
     char key[256];
     long bad = 0;
     int k0 = 0, k1 = 0;
@@ -133,8 +132,12 @@ static void run_variant(const char *name) {
     ref_to_int(x, tok);
     ref_to_int(y, tgt);
 
-    moe_optim_config oc = {.kind = MOE_OPT_ADAMW, .lr = lr, .beta1 = 0.9f, .beta2 = 0.95f,
-                           .eps = 1e-8f, .weight_decay = 0.1f};
+    moe_optim_config oc = {.kind = MOE_OPT_ADAMW,
+                           .lr = lr,
+                           .beta1 = 0.9f,
+                           .beta2 = 0.95f,
+                           .eps = 1e-8f,
+                           .weight_decay = 0.1f};
     moe_optim opt;
     assert_int_equal(moe_optim_init(&opt, &oc, t->total), MOE_OK);
     moe_arena arena;
@@ -143,13 +146,16 @@ static void run_variant(const char *name) {
         double ce, aux;
         moe_arena_reset(&arena);
         moe_model_zero_grads(m);
-        assert_int_equal(moe_model_forward(m, x + (size_t)s * B * T, y + (size_t)s * B * T, B, T,
-                                           1, NULL, &arena, &ce, &aux),
+        assert_int_equal(moe_model_forward(m, x + (size_t)s * B * T, y + (size_t)s * B * T, B, T, 1,
+                                           NULL, &arena, &ce, &aux),
                          MOE_OK);
         assert_int_equal(moe_model_backward(m, &arena, 1.0f), MOE_OK);
-        if (s == 0) fprintf(stderr, "%s step 0: loss %.7f (ce %.7f aux %.7f) torch %.7f\n", name, ce + aux, ce, aux, losses->data[0]);
+        if (s == 0)
+            fprintf(stderr, "%s step 0: loss %.7f (ce %.7f aux %.7f) torch %.7f\n", name, ce + aux,
+                    ce, aux, losses->data[0]);
         if (s == 0) /* gradients: float32 against float64 */
-            assert_int_equal(compare_tensors(t, moe_model_grads(m), name, "grad0", 2e-5, 2e-3, NULL), 0);
+            assert_int_equal(
+                compare_tensors(t, moe_model_grads(m), name, "grad0", 2e-5, 2e-3, NULL), 0);
         double want = losses->data[s], got = ce + aux;
         fprintf(stderr, "%s step %d: loss %.7f torch %.7f\n", name, s, got, want);
         /* the loss curves must agree to 1e-4 relative over the 10 steps */

@@ -17,21 +17,21 @@ typedef enum moe_pos_kind { MOE_POS_LEARNED, MOE_POS_ROPE } moe_pos_kind;
 
 /* A decoder-only transformer; a dense model is moe_every = 0. */
 typedef struct moe_model_config {
-    int vocab_size;       /* V (256 for bytes) */
-    int max_seq_len;      /* longest context (learned positions table size) */
-    int n_layer;          /* transformer blocks */
-    int d_model;          /* D */
-    int n_head;           /* query heads; d_model % n_head == 0 */
-    int n_kv_head;        /* key/value heads (grouped-query); n_head % n_kv_head == 0 */
-    moe_pos_kind pos;     /* learned table or rotary */
-    float rope_theta;     /* rotary base */
-    moe_norm_kind norm;   /* pre-norm kind for blocks and the final norm */
-    float norm_eps;       /* norm epsilon */
-    int tied_embeddings;  /* lm head = token embedding^T */
-    int attn_bias;        /* qkv and output projections carry biases */
-    float dropout;        /* on attention output and FFN output, training only */
-    int moe_every;        /* layer l is MoE when (l + 1) % moe_every == 0; 0 = none */
-    int d_ff;             /* dense FFN hidden width */
+    int vocab_size;         /* V (256 for bytes) */
+    int max_seq_len;        /* longest context (learned positions table size) */
+    int n_layer;            /* transformer blocks */
+    int d_model;            /* D */
+    int n_head;             /* query heads; d_model % n_head == 0 */
+    int n_kv_head;          /* key/value heads (grouped-query); n_head % n_kv_head == 0 */
+    moe_pos_kind pos;       /* learned table or rotary */
+    float rope_theta;       /* rotary base */
+    moe_norm_kind norm;     /* pre-norm kind for blocks and the final norm */
+    float norm_eps;         /* norm epsilon */
+    int tied_embeddings;    /* lm head = token embedding^T */
+    int attn_bias;          /* qkv and output projections carry biases */
+    float dropout;          /* on attention output and FFN output, training only */
+    int moe_every;          /* layer l is MoE when (l + 1) % moe_every == 0; 0 = none */
+    int d_ff;               /* dense FFN hidden width */
     moe_activation ffn_act; /* dense FFN activation (SwiGLU allowed) */
     moe_layer_config moe;   /* every MoE layer (d_model copied from above) */
 } moe_model_config;
@@ -69,8 +69,8 @@ typedef enum moe_sched_kind {
 
 typedef struct moe_sched_config {
     moe_sched_kind kind;
-    int warmup_steps;   /* linear ramp from 0 over these steps (all kinds) */
-    float min_lr;       /* floor for linear and cosine */
+    int warmup_steps;                   /* linear ramp from 0 over these steps (all kinds) */
+    float min_lr;                       /* floor for linear and cosine */
     int milestones[MOE_MAX_MILESTONES]; /* multistep: steps where lr *= gamma */
     int n_milestones;
     float gamma;
@@ -79,34 +79,34 @@ typedef struct moe_sched_config {
 typedef struct moe_train_config {
     moe_optim_config optim;
     moe_sched_config sched;
-    int steps;             /* optimizer steps */
-    int batch_size;        /* sequences per micro-batch */
-    int seq_len;           /* tokens per sequence (<= max_seq_len) */
-    int grad_accum;        /* micro-batches per optimizer step */
-    float grad_clip;       /* max global L2 norm, 0 = off */
-    int eval_every;        /* steps between evaluations, 0 = only at the end */
-    int eval_batches;      /* validation micro-batches per evaluation */
-    int log_every;         /* steps between metrics.jsonl lines */
-    int checkpoint_every;  /* steps between checkpoints, 0 = only at the end */
+    int steps;                  /* optimizer steps */
+    int batch_size;             /* sequences per micro-batch */
+    int seq_len;                /* tokens per sequence (<= max_seq_len) */
+    int grad_accum;             /* micro-batches per optimizer step */
+    float grad_clip;            /* max global L2 norm, 0 = off */
+    int eval_every;             /* steps between evaluations, 0 = only at the end */
+    int eval_batches;           /* validation micro-batches per evaluation */
+    int log_every;              /* steps between metrics.jsonl lines */
+    int checkpoint_every;       /* steps between checkpoints, 0 = only at the end */
     char early_stop_metric[32]; /* "val_loss" or "" (off) */
-    int patience;          /* evaluations without improvement before stopping */
-    float min_delta;       /* smallest improvement that counts */
+    int patience;               /* evaluations without improvement before stopping */
+    float min_delta;            /* smallest improvement that counts */
     unsigned long long seed;
-    int threads;           /* 0 = all cores */
-    float max_seconds;     /* wall-clock budget, 0 = none */
-    int sample_tokens;     /* generated sample length printed at the end */
+    int threads;       /* 0 = all cores */
+    float max_seconds; /* wall-clock budget, 0 = none */
+    int sample_tokens; /* generated sample length printed at the end */
     char sample_prompt[256];
 } moe_train_config;
 
 typedef struct moe_data_config {
-    char source[32];       /* "bible-kjv" (Debian package) or "file" */
-    char path[512];        /* text file when source = "file" */
-    float val_fraction;    /* tail of the text held out for validation */
+    char source[32];    /* "bible-kjv" (Debian package) or "file" */
+    char path[512];     /* text file when source = "file" */
+    float val_fraction; /* tail of the text held out for validation */
 } moe_data_config;
 
 typedef struct moe_run_config {
-    char name[64];         /* run name, prefix of runs/<name>-<timestamp> */
-    char out_dir[256];     /* parent of run directories ("runs") */
+    char name[64];     /* run name, prefix of runs/<name>-<timestamp> */
+    char out_dir[256]; /* parent of run directories ("runs") */
     moe_model_config model;
     moe_train_config train;
     moe_data_config data;

@@ -22,8 +22,8 @@ typedef struct moe_corpus {
  * bytes. */
 moe_status moe_corpus_load(moe_corpus *c, const moe_data_config *cfg, int seq_len);
 /* Wraps an existing buffer (copied), for tests and the API. */
-moe_status moe_corpus_from_bytes(moe_corpus *c, const uint8_t *bytes, size_t n,
-                                 float val_fraction, int seq_len);
+moe_status moe_corpus_from_bytes(moe_corpus *c, const uint8_t *bytes, size_t n, float val_fraction,
+                                 int seq_len);
 void moe_corpus_free(moe_corpus *c);
 
 /* B random windows of T + 1 bytes from the training split: x [B, T] inputs,

@@ -83,17 +83,17 @@ typedef struct moe_layer_params {
 
 /* What one forward measured; arrays live in the arena. */
 typedef struct moe_layer_stats {
-    int n_tokens;           /* T */
-    int n_pairs;            /* T * k */
-    int n_dropped;          /* pairs over capacity */
-    int *expert_tokens;     /* [E] pairs kept per expert */
-    moe_real *mean_prob;    /* [E] mean router probability P_i */
-    double router_entropy;  /* mean over tokens of -sum p log p (nats) */
-    double aux_switch;      /* each auxiliary loss, unweighted */
+    int n_tokens;          /* T */
+    int n_pairs;           /* T * k */
+    int n_dropped;         /* pairs over capacity */
+    int *expert_tokens;    /* [E] pairs kept per expert */
+    moe_real *mean_prob;   /* [E] mean router probability P_i */
+    double router_entropy; /* mean over tokens of -sum p log p (nats) */
+    double aux_switch;     /* each auxiliary loss, unweighted */
     double aux_z;
     double aux_var;
     double aux_cv;
-    double aux_total;       /* the weighted sum added to the training loss */
+    double aux_total; /* the weighted sum added to the training loss */
 } moe_layer_stats;
 
 /* Everything forward saves for backward; opaque, allocated in the arena. */
@@ -108,10 +108,9 @@ size_t moe_layer_param_count(const moe_layer_config *cfg);
 /* out [T, D] written. training enables noise; rng draws it. The cache and
  * stats are allocated from arena and stay valid until it is reset. The cache
  * points at x: keep x unchanged until backward. */
-moe_status moe_layer_forward(const moe_layer_config *cfg, const moe_layer_params *p,
-                             moe_real *out, const moe_real *x, int T, int training, moe_rng *rng,
-                             moe_arena *arena, moe_layer_cache **cache,
-                             moe_layer_stats **stats);
+moe_status moe_layer_forward(const moe_layer_config *cfg, const moe_layer_params *p, moe_real *out,
+                             const moe_real *x, int T, int training, moe_rng *rng, moe_arena *arena,
+                             moe_layer_cache **cache, moe_layer_stats **stats);
 
 /* dx [T, D] written; g's tensors added (+=). daux is d(total loss)/d(aux_total),
  * usually 1. */

@@ -38,8 +38,8 @@ double moe_model_train_flops_per_token(const moe_model *m, int T);
  * dropout and router noise (drawn from rng). Saved activations live in arena
  * until it is reset; backward must follow before that. */
 moe_status moe_model_forward(moe_model *m, const int32_t *tokens, const int32_t *targets, int B,
-                             int T, int training, moe_rng *rng, moe_arena *arena,
-                             double *ce_loss, double *aux_loss);
+                             int T, int training, moe_rng *rng, moe_arena *arena, double *ce_loss,
+                             double *aux_loss);
 /* Adds d(loss)/d(params) * scale to the gradients (scale = 1/grad_accum). */
 moe_status moe_model_backward(moe_model *m, moe_arena *arena, float scale);
 void moe_model_zero_grads(moe_model *m);

@@ -14,11 +14,11 @@ extern "C" {
 #define MOE_MAX_NAME 96
 
 typedef struct moe_tensor_info {
-    char name[MOE_MAX_NAME];       /* e.g. "model.layers.0.mlp.experts.w1" */
-    int ndim;                      /* 1..MOE_MAX_DIMS */
-    int64_t shape[MOE_MAX_DIMS];   /* row-major */
-    size_t offset;                 /* elements from the block start */
-    size_t numel;                  /* product of shape */
+    char name[MOE_MAX_NAME];     /* e.g. "model.layers.0.mlp.experts.w1" */
+    int ndim;                    /* 1..MOE_MAX_DIMS */
+    int64_t shape[MOE_MAX_DIMS]; /* row-major */
+    size_t offset;               /* elements from the block start */
+    size_t numel;                /* product of shape */
 } moe_tensor_info;
 
 typedef struct moe_param_table {

@@ -36,11 +36,11 @@ typedef struct moe_train_progress {
 typedef void (*moe_progress_fn)(const moe_train_progress *p, void *user);
 
 typedef struct moe_train_opts {
-    const char *resume_dir;    /* checkpoint folder to continue from, or NULL */
-    const char *run_dir;       /* use this run directory instead of a new one, or NULL */
-    moe_progress_fn progress;  /* called every log step and after each evaluation */
-    void *user;                /* passed to progress */
-    volatile int *stop;        /* set non-zero (e.g. on SIGINT) to stop after the step */
+    const char *resume_dir;   /* checkpoint folder to continue from, or NULL */
+    const char *run_dir;      /* use this run directory instead of a new one, or NULL */
+    moe_progress_fn progress; /* called every log step and after each evaluation */
+    void *user;               /* passed to progress */
+    volatile int *stop;       /* set non-zero (e.g. on SIGINT) to stop after the step */
 } moe_train_opts;
 
 /* The outcome, also written to results.json. */

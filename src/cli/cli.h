@@ -13,8 +13,8 @@ int cmd_bench(int argc, char **argv);
 int cli_fail(const char *cmd, const char *what, moe_status st);
 /* Loads defaults, then --config FILE (if any), then each --set, then
  * validates. */
-int cli_load_config(const char *cmd, moe_run_config *cfg, const char *config_path,
-                    char **sets, int n_sets);
+int cli_load_config(const char *cmd, moe_run_config *cfg, const char *config_path, char **sets,
+                    int n_sets);
 /* Progress line on a terminal, plain lines otherwise. */
 void cli_progress(const moe_train_progress *p, void *user);
 /* Loads the model stored in a checkpoint folder. */

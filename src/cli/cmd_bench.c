@@ -37,8 +37,7 @@ int cmd_bench(int argc, char **argv) {
         } else if (!strcmp(argv[i], "--steps") && i + 1 < argc) {
             steps = atoi(argv[++i]);
         } else {
-            fprintf(stderr, "moe bench: unknown or incomplete option '%s' (see --help)\n",
-                    argv[i]);
+            fprintf(stderr, "moe bench: unknown or incomplete option '%s' (see --help)\n", argv[i]);
             return 2;
         }
     }

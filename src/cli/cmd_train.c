@@ -50,8 +50,9 @@ static int resume_config(const char *ckpt, const char *config, char **sets, int 
         moe_status st = moe_checkpoint_read_run_config(real, &stored);
         if (st != MOE_OK) return cli_fail("train", "cannot resume", st);
         if (!stored) {
-            fprintf(stderr, "moe train: --resume %s: the checkpoint holds no run config; give "
-                            "--config FILE\n",
+            fprintf(stderr,
+                    "moe train: --resume %s: the checkpoint holds no run config; give "
+                    "--config FILE\n",
                     ckpt);
             return 1;
         }
@@ -61,7 +62,8 @@ static int resume_config(const char *ckpt, const char *config, char **sets, int 
     free(stored);
     if (st != MOE_OK) return cli_fail("train", "bad config", st);
     for (int i = 0; i < n_sets; i++)
-        if ((st = moe_config_set(cfg, sets[i])) != MOE_OK) return cli_fail("train", "bad --set", st);
+        if ((st = moe_config_set(cfg, sets[i])) != MOE_OK)
+            return cli_fail("train", "bad --set", st);
     if ((st = moe_config_validate(cfg)) != MOE_OK) return cli_fail("train", "bad config", st);
     snprintf(run_dir, cap, "%s", dirname(dirname(real)));
     snprintf(probe, sizeof probe, "%s/metrics.jsonl", run_dir);
@@ -86,8 +88,7 @@ int cmd_train(int argc, char **argv) {
         } else if (!strcmp(argv[i], "--quiet")) {
             quiet = 1;
         } else {
-            fprintf(stderr, "moe train: unknown or incomplete option '%s' (see --help)\n",
-                    argv[i]);
+            fprintf(stderr, "moe train: unknown or incomplete option '%s' (see --help)\n", argv[i]);
             return 2;
         }
     }

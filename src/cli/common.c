@@ -55,8 +55,8 @@ void cli_progress(const moe_train_progress *p, void *user) {
     fprintf(stderr,
             "%sstep %ld/%ld | loss %.4f (aux %.4f) | lr %.2e | %.0f tok/s | balance cv %.2f "
             "max/mean %.2f | eta %s%s",
-            tty ? "\r\033[K" : "", p->step, p->total_steps, p->loss, p->aux, p->lr,
-            p->tokens_per_s, p->balance_cv, p->max_over_mean, eta, tty ? "" : "\n");
+            tty ? "\r\033[K" : "", p->step, p->total_steps, p->loss, p->aux, p->lr, p->tokens_per_s,
+            p->balance_cv, p->max_over_mean, eta, tty ? "" : "\n");
     fflush(stderr);
 }
 
@@ -71,7 +71,8 @@ int cli_load_model(const char *cmd, const char *ckpt, moe_model **m) {
     st = moe_model_config_from_json(&mc, json, ckpt);
     free(json);
     if (st != MOE_OK) return cli_fail(cmd, "bad checkpoint config", st);
-    if ((st = moe_model_create(m, &mc, 0)) != MOE_OK) return cli_fail(cmd, "cannot build model", st);
+    if ((st = moe_model_create(m, &mc, 0)) != MOE_OK)
+        return cli_fail(cmd, "cannot build model", st);
     st = moe_checkpoint_load(ckpt, moe_model_table(*m), moe_model_params(*m), NULL, NULL);
     if (st != MOE_OK) {
         moe_model_free(*m);

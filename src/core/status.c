@@ -12,14 +12,22 @@ const char *moe_last_error(void) {
 
 const char *moe_status_name(moe_status s) {
     switch (s) {
-    case MOE_OK: return "ok";
-    case MOE_ERR_INVALID: return "invalid argument";
-    case MOE_ERR_NOMEM: return "out of memory";
-    case MOE_ERR_IO: return "i/o error";
-    case MOE_ERR_FORMAT: return "malformed file";
-    case MOE_ERR_NUMERIC: return "numeric error";
-    case MOE_ERR_UNSUPPORTED: return "unsupported";
-    case MOE_ERR_INTERRUPTED: return "interrupted";
+    case MOE_OK:
+        return "ok";
+    case MOE_ERR_INVALID:
+        return "invalid argument";
+    case MOE_ERR_NOMEM:
+        return "out of memory";
+    case MOE_ERR_IO:
+        return "i/o error";
+    case MOE_ERR_FORMAT:
+        return "malformed file";
+    case MOE_ERR_NUMERIC:
+        return "numeric error";
+    case MOE_ERR_UNSUPPORTED:
+        return "unsupported";
+    case MOE_ERR_INTERRUPTED:
+        return "interrupted";
     }
     return "unknown status";
 }

@@ -35,8 +35,7 @@ int moe_params_add(moe_param_table *t, const char *name, int ndim, const int64_t
     ti->numel = 1;
     for (int d = 0; d < ndim; d++) {
         if (shape[d] <= 0) {
-            moe_error(MOE_ERR_INVALID, "tensor %s: dim %d is %lld", name, d,
-                      (long long)shape[d]);
+            moe_error(MOE_ERR_INVALID, "tensor %s: dim %d is %lld", name, d, (long long)shape[d]);
             return -1;
         }
         ti->shape[d] = shape[d];

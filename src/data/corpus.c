@@ -53,15 +53,14 @@ static moe_status load_file(const char *path, uint8_t **bytes, size_t *n) {
     if (!path[0])
         return moe_error(MOE_ERR_INVALID, "data.source = file needs data.path (a text file)");
     FILE *fp = fopen(path, "rb");
-    if (!fp)
-        return moe_error(MOE_ERR_IO, "data.path %s: %s", path, strerror(errno));
+    if (!fp) return moe_error(MOE_ERR_IO, "data.path %s: %s", path, strerror(errno));
     moe_status st = slurp(fp, bytes, n, path);
     fclose(fp);
     return st;
 }
 
-moe_status moe_corpus_from_bytes(moe_corpus *c, const uint8_t *bytes, size_t n,
-                                 float val_fraction, int seq_len) {
+moe_status moe_corpus_from_bytes(moe_corpus *c, const uint8_t *bytes, size_t n, float val_fraction,
+                                 int seq_len) {
     memset(c, 0, sizeof *c);
     if (!(val_fraction > 0 && val_fraction < 1))
         return moe_error(MOE_ERR_INVALID, "data.val_fraction = %g must be in (0, 1)",

@@ -43,8 +43,9 @@ static moe_status check_config(const moe_model_config *c) {
                          "model.n_head = %d is not a multiple of model.n_kv_head = %d", c->n_head,
                          c->n_kv_head);
     if (c->pos == MOE_POS_ROPE && gpt_head_dim(c) % 2)
-        return moe_error(MOE_ERR_INVALID, "model.pos = rope needs an even head dim (d_model / "
-                                          "n_head = %d)",
+        return moe_error(MOE_ERR_INVALID,
+                         "model.pos = rope needs an even head dim (d_model / "
+                         "n_head = %d)",
                          gpt_head_dim(c));
     int any_dense = 0;
     for (int l = 0; l < c->n_layer; l++) any_dense |= !gpt_block_is_moe(c, l);
@@ -91,7 +92,8 @@ static moe_status build_table(moe_model *m) {
             if (e->expert_bias) add(&r, NAME("block_sparse_moe.experts.b2"), 2, E, D, 0);
             if (e->shared_d_ff > 0) {
                 add(&r, NAME("block_sparse_moe.shared_expert.w1"), 2, e->shared_d_ff, D, 0);
-                if (glu) add(&r, NAME("block_sparse_moe.shared_expert.w3"), 2, e->shared_d_ff, D, 0);
+                if (glu)
+                    add(&r, NAME("block_sparse_moe.shared_expert.w3"), 2, e->shared_d_ff, D, 0);
                 add(&r, NAME("block_sparse_moe.shared_expert.w2"), 2, D, e->shared_d_ff, 0);
             }
         } else {
@@ -265,7 +267,8 @@ size_t moe_model_active_param_count(const moe_model *m) {
     size_t n = moe_model_param_count(m);
     if (m->n_moe == 0 || e->n_experts <= e->top_k) return n;
     size_t per_expert = (size_t)e->d_ff * e->d_model * (e->act == MOE_ACT_SWIGLU ? 3 : 2);
-    if (e->expert_bias) per_expert += (size_t)e->d_ff * (e->act == MOE_ACT_SWIGLU ? 2 : 1) + e->d_model;
+    if (e->expert_bias)
+        per_expert += (size_t)e->d_ff * (e->act == MOE_ACT_SWIGLU ? 2 : 1) + e->d_model;
     return n - (size_t)m->n_moe * (size_t)(e->n_experts - e->top_k) * per_expert;
 }
 
@@ -278,9 +281,9 @@ double moe_model_train_flops_per_token(const moe_model *m, int T) {
         fwd += 2.0 * 2.0 * T * D;                  /* scores and weighted values (full square) */
         if (m->block_is_moe[l]) {
             int mats = e->act == MOE_ACT_SWIGLU ? 3 : 2;
-            fwd += 2.0 * D * e->n_experts;                       /* router */
-            fwd += 2.0 * mats * D * e->d_ff * e->top_k;          /* k experts */
-            fwd += 2.0 * mats * D * e->shared_d_ff;              /* shared expert */
+            fwd += 2.0 * D * e->n_experts;              /* router */
+            fwd += 2.0 * mats * D * e->d_ff * e->top_k; /* k experts */
+            fwd += 2.0 * mats * D * e->shared_d_ff;     /* shared expert */
         } else {
             fwd += 2.0 * (c->ffn_act == MOE_ACT_SWIGLU ? 3 : 2) * D * c->d_ff;
         }

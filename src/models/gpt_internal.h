@@ -16,50 +16,50 @@ typedef struct gpt_block_w {
 } gpt_block_w;
 
 typedef struct gpt_w {
-    moe_real *wte;          /* [V, D] token embedding */
-    moe_real *wpe;          /* [S, D] learned positions or NULL */
-    moe_real *lnf_w, *lnf_b;/* [D] final norm */
-    moe_real *lm_head;      /* [V, D] or the same as wte when tied */
-    gpt_block_w *blocks;    /* [L] */
+    moe_real *wte;           /* [V, D] token embedding */
+    moe_real *wpe;           /* [S, D] learned positions or NULL */
+    moe_real *lnf_w, *lnf_b; /* [D] final norm */
+    moe_real *lm_head;       /* [V, D] or the same as wte when tied */
+    gpt_block_w *blocks;     /* [L] */
 } gpt_w;
 
 /* What one block's forward saved for backward. */
 typedef struct gpt_block_acts {
-    moe_real *x_in;            /* [N, D] residual stream entering the block */
+    moe_real *x_in;                      /* [N, D] residual stream entering the block */
     moe_real *ln1, *ln1_mean, *ln1_rstd; /* [N, D], [N], [N] */
-    moe_real *qkv;             /* [N, QKV] after rotary */
-    moe_real *att;             /* [B, H, T, T] attention probabilities */
-    moe_real *attn;            /* [N, D] attention output before o_proj */
-    moe_real *drop1;           /* [N, D] dropout mask or NULL */
-    moe_real *x_mid;           /* [N, D] after the attention residual */
+    moe_real *qkv;                       /* [N, QKV] after rotary */
+    moe_real *att;                       /* [B, H, T, T] attention probabilities */
+    moe_real *attn;                      /* [N, D] attention output before o_proj */
+    moe_real *drop1;                     /* [N, D] dropout mask or NULL */
+    moe_real *x_mid;                     /* [N, D] after the attention residual */
     moe_real *ln2, *ln2_mean, *ln2_rstd;
-    moe_real *drop2;           /* [N, D] dropout mask or NULL */
-    mlp_cache mlp;             /* dense FFN */
-    moe_layer_cache *moe;      /* MoE FFN */
-    moe_layer_stats *stats;    /* MoE routing of this forward */
+    moe_real *drop2;        /* [N, D] dropout mask or NULL */
+    mlp_cache mlp;          /* dense FFN */
+    moe_layer_cache *moe;   /* MoE FFN */
+    moe_layer_stats *stats; /* MoE routing of this forward */
 } gpt_block_acts;
 
 struct moe_model {
-    moe_model_config cfg;   /* as built (moe.d_model = d_model) */
-    moe_param_table table;  /* names, shapes, offsets */
-    moe_real *params;       /* [table.total] one allocation */
-    moe_real *grads;        /* [table.total] one allocation */
-    gpt_w w, g;             /* views into params and grads */
-    int *block_is_moe;      /* [L] */
-    int n_moe;              /* MoE blocks */
-    int *moe_block;         /* [n_moe] block index of MoE layer i */
-    int qkv_dim;            /* (H + 2 KVH) * hd */
+    moe_model_config cfg;  /* as built (moe.d_model = d_model) */
+    moe_param_table table; /* names, shapes, offsets */
+    moe_real *params;      /* [table.total] one allocation */
+    moe_real *grads;       /* [table.total] one allocation */
+    gpt_w w, g;            /* views into params and grads */
+    int *block_is_moe;     /* [L] */
+    int n_moe;             /* MoE blocks */
+    int *moe_block;        /* [n_moe] block index of MoE layer i */
+    int qkv_dim;           /* (H + 2 KVH) * hd */
     /* last forward */
     int B, T, training;
     const int32_t *tokens;  /* [B, T] caller's buffer (kept for backward) */
     const int32_t *targets; /* [B, T] */
     moe_rng *rng;
-    gpt_block_acts *acts;   /* [L] in the arena */
-    moe_real *x_final;      /* [N, D] residual stream after the last block */
+    gpt_block_acts *acts; /* [L] in the arena */
+    moe_real *x_final;    /* [N, D] residual stream after the last block */
     moe_real *lnf, *lnf_mean, *lnf_rstd;
-    moe_real *logits;       /* [N, V] */
-    moe_real *probs;        /* [N, V] softmax of logits (loss) */
-    int n_counted;          /* targets counted by the loss */
+    moe_real *logits; /* [N, V] */
+    moe_real *probs;  /* [N, V] softmax of logits (loss) */
+    int n_counted;    /* targets counted by the loss */
 };
 
 int gpt_head_dim(const moe_model_config *c);

@@ -34,7 +34,8 @@ static cJSON *layer_json(const moe_model *m, int i, int E) {
     cJSON *frac = cJSON_AddArrayToObject(o, "expert_fraction");
     int kept = s->n_pairs - s->n_dropped;
     for (int e = 0; e < E; e++)
-        cJSON_AddItemToArray(frac, cJSON_CreateNumber(kept ? (double)s->expert_tokens[e] / kept : 0));
+        cJSON_AddItemToArray(frac,
+                             cJSON_CreateNumber(kept ? (double)s->expert_tokens[e] / kept : 0));
     add_num(o, "load_cv", cv);
     add_num(o, "load_max_over_mean", mm);
     cJSON_AddNumberToObject(o, "dropped_pairs", s->n_dropped);
@@ -89,8 +90,7 @@ moe_status metrics_write_results(const char *run_dir, const moe_run_config *cfg,
     add_num(o, "elapsed_s", p->elapsed_s);
     cJSON_AddNumberToObject(o, "params", (double)moe_model_param_count(m));
     cJSON_AddNumberToObject(o, "active_params", (double)moe_model_active_param_count(m));
-    add_num(o, "train_flops_per_token",
-            moe_model_train_flops_per_token(m, cfg->train.seq_len));
+    add_num(o, "train_flops_per_token", moe_model_train_flops_per_token(m, cfg->train.seq_len));
     cJSON_AddStringToObject(o, "sample", r->sample);
     char *s = cJSON_Print(o);
     cJSON_Delete(o);

@@ -58,7 +58,7 @@ static int by_name(const void *a, const void *b) {
 void run_dir_prune_steps(const char *dir, int keep) {
     DIR *d = opendir(dir);
     if (!d) return;
-    char *names[4096];
+    char *names[4096] = {0};
     int n = 0;
     struct dirent *e;
     while ((e = readdir(d)) && n < 4096)

@@ -19,17 +19,17 @@ typedef struct trainer {
     moe_optim opt;
     moe_corpus corpus;
     moe_arena arena;
-    moe_train_state st;   /* step, tokens, best metric, rngs: what a checkpoint resumes */
+    moe_train_state st; /* step, tokens, best metric, rngs: what a checkpoint resumes */
     char run_dir[512];
-    char ckpt_dir[600];   /* run_dir/checkpoints */
-    FILE *metrics;        /* metrics.jsonl, appended */
-    int32_t *x, *y;       /* [B, T] batch */
-    double t0;            /* process start (monotonic seconds) */
-    long first_step;      /* step this process started at */
-    long last_good_step;  /* newest checkpoint on disk (-1: none) */
-    double step_time;     /* seconds spent in training steps by this process */
+    char ckpt_dir[600];    /* run_dir/checkpoints */
+    FILE *metrics;         /* metrics.jsonl, appended */
+    int32_t *x, *y;        /* [B, T] batch */
+    double t0;             /* process start (monotonic seconds) */
+    long first_step;       /* step this process started at */
+    long last_good_step;   /* newest checkpoint on disk (-1: none) */
+    double step_time;      /* seconds spent in training steps by this process */
     char *run_config_json; /* the whole run config, saved in every checkpoint */
-    double last_val;      /* last evaluation */
+    double last_val;       /* last evaluation */
 } trainer;
 
 static double now_s(void) {
@@ -147,8 +147,8 @@ static moe_status train_step(trainer *tr, moe_train_progress *p) {
         double ce = 0, aux = 0;
         moe_corpus_train_batch(&tr->corpus, B, T, &tr->st.data_rng, tr->x, tr->y);
         moe_arena_reset(&tr->arena);
-        moe_status st = moe_model_forward(tr->model, tr->x, tr->y, B, T, 1, &tr->st.rng,
-                                          &tr->arena, &ce, &aux);
+        moe_status st =
+            moe_model_forward(tr->model, tr->x, tr->y, B, T, 1, &tr->st.rng, &tr->arena, &ce, &aux);
         if (st == MOE_ERR_NUMERIC || !isfinite(ce + aux))
             return numeric_failure(tr, "the training loss", ce + aux);
         if (st != MOE_OK) return st;
@@ -202,8 +202,8 @@ static void fill_timing(trainer *tr, moe_train_progress *p) {
 static moe_status evaluate(trainer *tr, moe_train_progress *p, int *stop) {
     const moe_train_config *t = &tr->cfg->train;
     double val;
-    moe_status st = moe_eval_lm(tr->model, &tr->corpus, t->batch_size, t->seq_len,
-                                t->eval_batches, &tr->arena, &val);
+    moe_status st = moe_eval_lm(tr->model, &tr->corpus, t->batch_size, t->seq_len, t->eval_batches,
+                                &tr->arena, &val);
     if (st != MOE_OK) return st;
     tr->last_val = val;
     p->is_eval = 1;

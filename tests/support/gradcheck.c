@@ -37,8 +37,8 @@ int gradcheck(const char *name, moe_real *x, long n, const moe_real *analytic,
         }
     }
     if (failed)
-        fprintf(stderr, "gradcheck %s: %d entries off; worst [%ld] analytic %.10g fd %.10g\n",
-                name, failed, worst_i, worst_a, worst_fd);
+        fprintf(stderr, "gradcheck %s: %d entries off; worst [%ld] analytic %.10g fd %.10g\n", name,
+                failed, worst_i, worst_a, worst_fd);
     return failed;
 }
 

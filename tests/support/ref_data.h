@@ -9,11 +9,11 @@
 #include <stdint.h>
 
 typedef struct ref_tensor {
-    char *name;       /* as written by the script */
-    int ndim;         /* number of dims */
-    int64_t dims[8];  /* shape */
-    int64_t numel;    /* product of dims */
-    double *data;     /* numel values */
+    char *name;      /* as written by the script */
+    int ndim;        /* number of dims */
+    int64_t dims[8]; /* shape */
+    int64_t numel;   /* product of dims */
+    double *data;    /* numel values */
 } ref_tensor;
 
 typedef struct ref_file {
