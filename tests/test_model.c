@@ -116,6 +116,46 @@ static void test_param_counts(void **state) {
     moe_model_free(m);
 }
 
+/* One batch of 4 and two accumulated micro-batches of 2 (scale 1/2) give the
+ * same gradients when the loss is a per-token mean (aux losses off: they are
+ * per-batch statistics). */
+static void test_grad_accumulation(void **state) {
+    (void)state;
+    const char *sets[] = {"model.moe.switch_coef=0", "model.moe_every=1"};
+    moe_model *m = make(sets, 2);
+    const moe_param_table *t = moe_model_table(m);
+    int32_t x[4 * 12], y[4 * 12];
+    for (int i = 0; i < 48; i++) {
+        x[i] = (i * 37) % 256;
+        y[i] = (i * 11 + 5) % 256;
+    }
+    moe_arena arena;
+    moe_arena_init(&arena);
+    moe_model_zero_grads(m);
+    assert_int_equal(moe_model_forward(m, x, y, 4, 12, 1, NULL, &arena, NULL, NULL), MOE_OK);
+    assert_int_equal(moe_model_backward(m, &arena, 1.0f), MOE_OK);
+    moe_real *full = malloc(t->total * sizeof *full);
+    memcpy(full, moe_model_grads(m), t->total * sizeof *full);
+    moe_model_zero_grads(m);
+    for (int half = 0; half < 2; half++) {
+        moe_arena_reset(&arena);
+        assert_int_equal(
+            moe_model_forward(m, x + half * 24, y + half * 24, 2, 12, 1, NULL, &arena, NULL, NULL),
+            MOE_OK);
+        assert_int_equal(moe_model_backward(m, &arena, 0.5f), MOE_OK);
+    }
+    double want[1];
+    long bad = 0;
+    for (size_t i = 0; i < t->total; i++) {
+        want[0] = full[i];
+        bad += ref_compare("accumulated grad", moe_model_grads(m) + i, want, 1, 1e-6, 1e-4);
+    }
+    assert_int_equal(bad, 0);
+    free(full);
+    moe_arena_free(&arena);
+    moe_model_free(m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cache_learned_positions),
@@ -123,6 +163,7 @@ int main(void) {
         cmocka_unit_test(test_generation_past_context),
         cmocka_unit_test(test_bad_inputs_rejected),
         cmocka_unit_test(test_param_counts),
+        cmocka_unit_test(test_grad_accumulation),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
