@@ -4,7 +4,7 @@
 #   --with-torch  also install python3-torch (the PyTorch reference for tests/bench)
 set -euo pipefail
 
-pkgs=(build-essential cmake pkg-config libopenblas-openmp-dev libcjson-dev
+pkgs=(build-essential cmake pkg-config libopenblas-openmp-dev libcjson-dev clang-format cppcheck
       libcmocka-dev bible-kjv)
 if [ "${1:-}" = "--with-torch" ]; then
   pkgs+=(python3-torch python3-numpy)

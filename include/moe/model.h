@@ -29,8 +29,12 @@ moe_real *moe_model_grads(moe_model *m);  /* [table total] */
 size_t moe_model_param_count(const moe_model *m);
 /* Parameters a token touches (router + k experts instead of E). */
 size_t moe_model_active_param_count(const moe_model *m);
-/* Training FLOPs per token (forward + backward, matmuls and attention). */
+/* Training FLOPs per token (forward + backward, matmuls and attention) at
+ * context T; forward alone is a third of it. */
 double moe_model_train_flops_per_token(const moe_model *m, int T);
+/* The same if every token went through all E experts (the dense model of
+ * equal parameter count): what sparse routing saves is measured against it. */
+double moe_model_all_experts_flops_per_token(const moe_model *m, int T);
 
 /* Forward over tokens [B, T]. With targets [B, T] (entries < 0 ignored) the
  * mean cross-entropy goes to *ce_loss and the summed weighted auxiliary

@@ -96,6 +96,9 @@ int cmd_eval(int argc, char **argv) {
     cJSON_AddNumberToObject(o, "active_params", (double)moe_model_active_param_count(m));
     cJSON_AddNumberToObject(o, "train_flops_per_token", train_flops);
     cJSON_AddNumberToObject(o, "forward_flops_per_token", train_flops / 3);
+    double all = moe_model_all_experts_flops_per_token(m, T);
+    cJSON_AddNumberToObject(o, "all_experts_forward_flops_per_token", all / 3);
+    cJSON_AddNumberToObject(o, "flops_saved_vs_all_experts", 1 - train_flops / all);
     cJSON_AddNumberToObject(o, "eval_tokens_per_s", (double)batches * B * T / eval_s);
     cJSON_AddNumberToObject(o, "generate_ms_per_token", gen_ms);
     char *s = cJSON_Print(o);

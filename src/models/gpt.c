@@ -272,7 +272,17 @@ size_t moe_model_active_param_count(const moe_model *m) {
     return n - (size_t)m->n_moe * (size_t)(e->n_experts - e->top_k) * per_expert;
 }
 
+static double flops_per_token(const moe_model *m, int T, int experts_per_token);
+
 double moe_model_train_flops_per_token(const moe_model *m, int T) {
+    return flops_per_token(m, T, m->cfg.moe.top_k);
+}
+
+double moe_model_all_experts_flops_per_token(const moe_model *m, int T) {
+    return flops_per_token(m, T, m->cfg.moe.n_experts);
+}
+
+static double flops_per_token(const moe_model *m, int T, int experts_per_token) {
     const moe_model_config *c = &m->cfg;
     const moe_layer_config *e = &c->moe;
     double D = c->d_model, fwd = 0;
@@ -282,7 +292,7 @@ double moe_model_train_flops_per_token(const moe_model *m, int T) {
         if (m->block_is_moe[l]) {
             int mats = e->act == MOE_ACT_SWIGLU ? 3 : 2;
             fwd += 2.0 * D * e->n_experts;              /* router */
-            fwd += 2.0 * mats * D * e->d_ff * e->top_k; /* k experts */
+            fwd += 2.0 * mats * D * e->d_ff * experts_per_token;
             fwd += 2.0 * mats * D * e->shared_d_ff;     /* shared expert */
         } else {
             fwd += 2.0 * (c->ffn_act == MOE_ACT_SWIGLU ? 3 : 2) * D * c->d_ff;
