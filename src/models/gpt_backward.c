@@ -60,7 +60,7 @@ static moe_status block_backward(moe_model *m, int l, moe_real *dx, float scale,
     }
     matmul_backward(dattn, g->o_w, g->o_b, dproj, a->attn, w->o_w, N, D, D);
     attention_backward(dqkv, dqkv + H * hd, dqkv + (H + KVH) * hd, datt, dattn, a->qkv,
-                       a->qkv + H * hd, a->qkv + (H + KVH) * hd, a->att, B, T, H, KVH, hd, Q, Q);
+                       a->qkv + H * hd, a->qkv + (H + KVH) * hd, a->att, B, T, H, KVH, hd, Q, Q, 1);
     if (c->pos == MOE_POS_ROPE) {
         rope_backward(dqkv, dqkv, B, T, H, hd, Q, 0, c->rope_theta);
         rope_backward(dqkv + H * hd, dqkv + H * hd, B, T, KVH, hd, Q, 0, c->rope_theta);
