@@ -3,6 +3,7 @@
  * with the shared expert, auxiliary losses and statistics. All per-call
  * buffers come from the arena (no malloc in forward or backward). */
 #include "moe_internal.h"
+#include "nn/ffn.h"
 #include "ops/ops.h"
 
 #include <math.h>
@@ -142,8 +143,8 @@ moe_status moe_layer_forward(const moe_layer_config *cfg, const moe_layer_params
         c->sh = ALLOC((size_t)T * Fs, moe_real);
         c->sb = glu ? ALLOC((size_t)T * Fs, moe_real) : NULL;
         if (!c->sa || !c->sh || (glu && !c->sb)) return MOE_ERR_NOMEM;
-        moe_ffn_forward(out, c->sh, c->sa, c->sb, x, p->shared_w1, NULL, p->shared_w3, NULL,
-                        p->shared_w2, NULL, cfg->act, T, D, Fs);
+        ffn_forward(out, c->sh, c->sa, c->sb, x, p->shared_w1, NULL, p->shared_w3, NULL,
+                    p->shared_w2, NULL, cfg->act, T, D, Fs);
     } else {
         memset(out, 0, sizeof(moe_real) * (size_t)T * D);
     }
@@ -184,9 +185,9 @@ moe_status moe_layer_backward(const moe_layer_config *cfg, const moe_layer_param
         moe_real *sdh = ALLOC((size_t)T * Fs, moe_real), *sda = ALLOC((size_t)T * Fs, moe_real);
         moe_real *sdb = glu ? ALLOC((size_t)T * Fs, moe_real) : NULL;
         if (!sdh || !sda || (glu && !sdb)) return MOE_ERR_NOMEM;
-        moe_ffn_backward(dx, g->shared_w1, NULL, g->shared_w3, NULL, g->shared_w2, NULL, sdh, sda,
-                         sdb, dout, c->sh, c->sa, c->sb, c->x, p->shared_w1, p->shared_w3,
-                         p->shared_w2, cfg->act, T, D, Fs);
+        ffn_backward(dx, g->shared_w1, NULL, g->shared_w3, NULL, g->shared_w2, NULL, sdh, sda, sdb,
+                     dout, c->sh, c->sa, c->sb, c->x, p->shared_w1, p->shared_w3, p->shared_w2,
+                     cfg->act, T, D, Fs);
     } else {
         memset(dx, 0, sizeof(moe_real) * (size_t)T * D);
     }
