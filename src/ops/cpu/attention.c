@@ -18,13 +18,15 @@ static void attention_softmax_row(moe_real *s, const uint8_t *pad, int T, int t,
         for (int j = 0; j < T; j++) s[j] = 0;
         return;
     }
-    double sum = 0;
+    double sum = 0; /* vectorised exp: libm's expf was a call per score */
+#pragma omp simd reduction(+ : sum)
     for (int j = 0; j < last; j++) {
-        moe_real e = (!pad || pad[j]) ? real_exp(s[j] - mx) : 0;
+        moe_real e = (!pad || pad[j]) ? real_exp_simd(s[j] - mx) : 0;
         s[j] = e;
         sum += e;
     }
     moe_real inv = (moe_real)(1.0 / sum);
+#pragma omp simd
     for (int j = 0; j < last; j++) s[j] *= inv;
     for (int j = last; j < T; j++) s[j] = 0;
 }
