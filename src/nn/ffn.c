@@ -80,6 +80,13 @@ void ffn_backward(moe_real *dx, moe_real *dw1, moe_real *db1, moe_real *dw3, moe
                   moe_activation act, int n, int D, int F) {
     if (n == 0) return;
     const long nf = (long)n * F;
+    if (!h) { /* not saved: recompute into da, which is free until the act backward */
+        if (act == MOE_ACT_SWIGLU)
+            swiglu_forward(da, a, b, nf);
+        else
+            activation_forward(act, da, a, nf);
+        h = da;
+    }
     bias_grad(db2, dy, n, D);
     gemm(1, 0, D, F, n, 1, dy, D, h, F, 1, dw2, F); /* dW2 [D, F] += dy^T h */
     gemm(0, 0, n, F, D, 1, dy, D, w2, F, 0, dh, F); /* dh = dy W2 */

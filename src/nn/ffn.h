@@ -21,7 +21,8 @@ void ffn_forward(moe_real *y, moe_real *h, moe_real *a, moe_real *b, const moe_r
                  const moe_real *w1, const moe_real *b1, const moe_real *w3, const moe_real *b3,
                  const moe_real *w2, const moe_real *b2, moe_activation act, int n, int D, int F);
 /* dx [n, D] written; weight and bias grads added (NULL bias grads skipped);
- * dh, da, db [n, F] scratch (db SwiGLU only). */
+ * dh, da, db [n, F] scratch (db SwiGLU only). h may be NULL: it is then
+ * recomputed from a (and b), so forward callers need not keep it. */
 void ffn_backward(moe_real *dx, moe_real *dw1, moe_real *db1, moe_real *dw3, moe_real *db3,
                   moe_real *dw2, moe_real *db2, moe_real *dh, moe_real *da, moe_real *db,
                   const moe_real *dy, const moe_real *h, const moe_real *a, const moe_real *b,

@@ -10,9 +10,8 @@
 
 /* Saved activations of one forward. */
 typedef struct mlp_cache {
-    moe_real *h1;   /* [N, F] x W1^T */
-    moe_real *h3;   /* [N, F] x W3^T (SwiGLU) or NULL */
-    moe_real *hact; /* [N, F] activation output */
+    moe_real *h1; /* [N, F] x W1^T */
+    moe_real *h3; /* [N, F] x W3^T (SwiGLU) or NULL */
 } mlp_cache;
 
 /* out [N, D] written. w1, w3 [F, D], w2 [D, F]. Buffers from arena. */

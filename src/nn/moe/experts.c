@@ -37,9 +37,9 @@ void moe_experts_backward(moe_real *dxp, moe_layer_params *g, const moe_real *dy
         ffn_backward(dxp + r0 * D, slice(g->w1, e, FD), bias ? slice(g->b1, e, F) : NULL,
                      glu ? slice(g->w3, e, FD) : NULL, glu && bias ? slice(g->b3, e, F) : NULL,
                      slice(g->w2, e, FD), bias ? slice(g->b2, e, D) : NULL, dh + r0 * F,
-                     da + r0 * F, glu ? db + r0 * F : NULL, dy + r0 * D, c->h + r0 * F,
-                     c->ha + r0 * F, glu ? c->hb + r0 * F : NULL, c->xp + r0 * D,
-                     slice(p->w1, e, FD), glu ? slice(p->w3, e, FD) : NULL, slice(p->w2, e, FD),
-                     cfg->act, n, D, F);
+                     da + r0 * F, glu ? db + r0 * F : NULL, dy + r0 * D,
+                     c->h ? c->h + r0 * F : NULL, c->ha + r0 * F, glu ? c->hb + r0 * F : NULL,
+                     c->xp + r0 * D, slice(p->w1, e, FD), glu ? slice(p->w3, e, FD) : NULL,
+                     slice(p->w2, e, FD), cfg->act, n, D, F);
     }
 }

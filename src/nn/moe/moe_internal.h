@@ -33,10 +33,9 @@ struct moe_layer_cache {
     moe_real *xp;         /* [R, D] gathered inputs */
     moe_real *ha;         /* [R, F] pre-activation (x W1^T + b1) */
     moe_real *hb;         /* [R, F] x W3^T + b3 (SwiGLU) */
-    moe_real *h;          /* [R, F] activation */
+    moe_real *h;          /* [R, F] activation: forward scratch, NULL after */
     moe_real *y;          /* [R, D] expert outputs */
     moe_real *sa, *sb;    /* [T, Fs] shared expert pre-activations */
-    moe_real *sh;         /* [T, Fs] shared expert activation */
     moe_real *P;          /* [E] mean score per expert */
     moe_real *importance; /* [E] sum of gate weights per expert */
     moe_real *load;       /* [E] smooth (noisy) or hard load per expert */
