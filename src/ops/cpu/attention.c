@@ -8,27 +8,38 @@
 #include <math.h>
 
 /* Masks, then softmaxes one score row in place (double sums). A row whose
- * keys are all masked becomes all zeros. */
+ * keys are all masked becomes all zeros. Padded keys are set to -inf first
+ * so every loop below is branch-free and vectorises. */
 static void attention_softmax_row(moe_real *s, const uint8_t *pad, int T, int t, int causal) {
     int last = causal ? t + 1 : T; /* keys >= last are masked */
+    if (pad)
+        for (int j = 0; j < last; j++)
+            if (!pad[j]) s[j] = -INFINITY;
     moe_real mx = -INFINITY;
-    for (int j = 0; j < last; j++)
-        if ((!pad || pad[j]) && s[j] > mx) mx = s[j];
+#pragma omp simd reduction(max : mx)
+    for (int j = 0; j < last; j++) mx = s[j] > mx ? s[j] : mx;
     if (mx == -INFINITY) {
         for (int j = 0; j < T; j++) s[j] = 0;
         return;
     }
-    double sum = 0; /* vectorised exp: libm's expf was a call per score */
-#pragma omp simd reduction(+ : sum)
-    for (int j = 0; j < last; j++) {
-        moe_real e = (!pad || pad[j]) ? real_exp_simd(s[j] - mx) : 0;
-        s[j] = e;
-        sum += e;
+    /* Run the exp loop to a multiple of 16 (masking j >= last) so that no
+     * scalar remainder runs: with ~128 keys per causal row the scalar tail
+     * cost as much as the vector body. The forward's score GEMM wrote
+     * columns up to its 64-aligned block end, so s[last .. end) is defined. */
+    int end = (last + 15) / 16 * 16;
+    end = end < T ? end : T;
+#pragma omp simd
+    for (int j = 0; j < end; j++) {
+        moe_real e = real_exp_simd(s[j] - mx); /* unconditional: if-convertible */
+        s[j] = (j < last) & (s[j] != -INFINITY) ? e : 0;
     }
+    double sum = 0; /* separate pass: with the reduction the loop above ran scalar */
+#pragma omp simd reduction(+ : sum)
+    for (int j = 0; j < end; j++) sum += s[j];
     moe_real inv = (moe_real)(1.0 / sum);
 #pragma omp simd
-    for (int j = 0; j < last; j++) s[j] *= inv;
-    for (int j = last; j < T; j++) s[j] = 0;
+    for (int j = 0; j < end; j++) s[j] *= inv;
+    for (int j = end; j < T; j++) s[j] = 0;
 }
 
 /* Rows per task: (batch, head, row block) tasks keep many cores busy even
