@@ -216,7 +216,7 @@ static void check_attention(const char *name, int B, int T, int H, int KVH, int 
     att_fwd(&c);
     moe_real *q = c.qkv, *k = q + H * c.hd, *v = k + KVH * c.hd;
     moe_real *dq = dqkv, *dk = dq + H * c.hd, *dv = dk + KVH * c.hd;
-    attention_backward(dq, dk, dv, datt, r, q, k, v, c.att, c.B, c.T, H, KVH, c.hd, s, s);
+    attention_backward(dq, dk, dv, datt, r, q, k, v, c.att, c.B, c.T, H, KVH, c.hd, s, s, causal);
     assert_int_equal(gradcheck(name, c.qkv, n, dqkv, gc_loss, &c, max_checks), 0);
     free(c.qkv), free(c.att), free(r), free(dqkv), free(datt), free(c.b.out);
 }

@@ -147,7 +147,7 @@ static void check_attention(const char *p, int has_pad) {
     expect(N("out"), y);
     expect(N("att"), att);
     attention_backward(dq, dk, dv, datt, get(N("dout")), q, k, v, att, B, T, H, KVH, hd, H * hd,
-                       KVH * hd);
+                       KVH * hd, d[5]);
     expect(N("dq"), dq);
     expect(N("dk"), dk);
     expect(N("dv"), dv);

@@ -50,6 +50,44 @@ static void test_arena_aligns_and_folds(void **state) {
     moe_arena_free(&a);
 }
 
+/* Scratch released after each "layer" is reused by the next, also when the
+ * first step had to add chunks after the mark; the peak is one layer. */
+static void test_arena_release_reuses_scratch(void **state) {
+    (void)state;
+    moe_arena a;
+    moe_arena_init(&a);
+    for (int step = 0; step < 3; step++) {
+        char *keep = moe_arena_alloc(&a, 1000);
+        assert_non_null(keep);
+        memset(keep, 7, 1000);
+        size_t used = a.used;
+        char *first = NULL;
+        for (int layer = 0; layer < 4; layer++) {
+            size_t mark = moe_arena_mark(&a);
+            assert_int_equal(mark, used);
+            for (int i = 0; i < 5; i++) { /* 5 x 700 kB: new chunks in the first step */
+                char *p = moe_arena_alloc(&a, 700000);
+                assert_non_null(p);
+                assert_int_equal((uintptr_t)p % 64, 0);
+                memset(p, layer, 700000);
+                if (i == 0 && step > 0) {
+                    if (layer == 0) first = p;
+                    assert_ptr_equal(p, first); /* same memory every layer */
+                }
+            }
+            moe_arena_release(&a, mark);
+            assert_int_equal(a.used, used);
+        }
+        for (int i = 0; i < 1000; i++) assert_int_equal(keep[i], 7); /* kept data intact */
+        assert_true(a.high_water < 1000 + 5 * 700000 + 6 * 64);      /* one layer, not four */
+        moe_arena_release(&a, a.used + 1);                           /* bogus mark: ignored */
+        assert_int_equal(a.used, used);
+        assert_int_equal(moe_arena_reset(&a), MOE_OK);
+        assert_int_equal(moe_arena_blocks(&a), 1);
+    }
+    moe_arena_free(&a);
+}
+
 static void test_error_message(void **state) {
     (void)state;
     assert_int_equal(moe_error(MOE_ERR_INVALID, "bad %s", "thing"), MOE_ERR_INVALID);
@@ -62,6 +100,7 @@ int main(void) {
         cmocka_unit_test(test_rng_same_seed_same_stream),
         cmocka_unit_test(test_rng_ranges_and_moments),
         cmocka_unit_test(test_arena_aligns_and_folds),
+        cmocka_unit_test(test_arena_release_reuses_scratch),
         cmocka_unit_test(test_error_message),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

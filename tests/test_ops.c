@@ -3,6 +3,7 @@
  * with nothing counted, softmax range, races in the scatter/reduce paths. */
 #include "test_util.h"
 
+#include "ops/cpu/real_math.h"
 #include "ops/ops.h"
 
 #include <math.h>
@@ -72,6 +73,51 @@ static void test_dropout_p0_identity(void **state) {
     free(x), free(y), free(m);
 }
 
+/* The causal backward skips the masked triangle; on causal probabilities it
+ * must match the full backward (T spans several 64-row blocks, not a
+ * multiple of them; grouped heads). Tolerance 1e-5 absolute (only the GEMM
+ * blocking of the sums differs). */
+static void test_attention_causal_backward_matches_full(void **state) {
+    (void)state;
+    enum { B = 2, T = 150, H = 4, KVH = 2, hd = 8 };
+    long nq = (long)B * T * H * hd, nkv = (long)B * T * KVH * hd, na = (long)B * H * T * T;
+    moe_real *q = rnd(nq, 11), *k = rnd(nkv, 12), *v = rnd(nkv, 13), *g = rnd(nq, 14);
+    moe_real *out = malloc(nq * sizeof *out), *att = malloc(na * sizeof *att);
+    moe_real *datt = malloc(na * sizeof *datt), *d[2][3];
+    attention_forward(out, att, q, k, v, NULL, B, T, H, KVH, hd, H * hd, KVH * hd, 1);
+    for (int causal = 0; causal < 2; causal++) {
+        d[causal][0] = malloc(nq * sizeof(moe_real));
+        d[causal][1] = malloc(nkv * sizeof(moe_real));
+        d[causal][2] = malloc(nkv * sizeof(moe_real));
+        attention_backward(d[causal][0], d[causal][1], d[causal][2], datt, g, q, k, v, att, B, T, H,
+                           KVH, hd, H * hd, KVH * hd, causal);
+    }
+    for (int w = 0; w < 3; w++)
+        for (long i = 0; i < (w ? nkv : nq); i++)
+            assert_true(fabs((double)d[0][w][i] - d[1][w][i]) < 1e-5);
+    for (int c = 0; c < 2; c++)
+        for (int w = 0; w < 3; w++) free(d[c][w]);
+    free(q), free(k), free(v), free(g), free(out), free(att), free(datt);
+}
+
+/* The vectorisable exp behind SiLU/SwiGLU: within 2 float ulp (2.4e-7
+ * relative) of exp on [-87, 88], clamped outside, NaN kept; so the sigmoid
+ * saturates to 0 and 1. */
+static void test_exp_simd_accuracy(void **state) {
+    (void)state;
+    for (double x = -87; x <= 88; x += 1e-3) {
+        float f = (float)x;
+        double e = exp((double)f);
+        assert_true(fabs(real_exp_simd(f) - e) <= 2.4e-7 * e);
+    }
+    assert_true(real_exp_simd(-1000.0f) > 0 && real_exp_simd(-1000.0f) < 1e-37f);
+    assert_true(real_exp_simd(1000.0f) > 1e38f && isfinite(real_exp_simd(1000.0f)));
+    assert_true(isnan(real_exp_simd(NAN)));
+    moe_real x[2] = {-200, 200}, y[2];
+    silu_forward(y, x, 2);
+    assert_true(fabs(y[0]) < 1e-30 && y[1] == 200);
+}
+
 static void test_attention_fully_masked_rows(void **state) {
     (void)state;
     enum { B = 2, T = 4, H = 2, hd = 8 };
@@ -84,7 +130,7 @@ static void test_attention_fully_masked_rows(void **state) {
     moe_real *datt = malloc(na * sizeof *datt), *dq = malloc(n * sizeof *dq);
     moe_real *dk = malloc(n * sizeof *dk), *dv = malloc(n * sizeof *dv);
     attention_forward(out, att, q, k, v, pad, B, T, H, H, hd, H * hd, H * hd, 1);
-    attention_backward(dq, dk, dv, datt, g, q, k, v, att, B, T, H, H, hd, H * hd, H * hd);
+    attention_backward(dq, dk, dv, datt, g, q, k, v, att, B, T, H, H, hd, H * hd, H * hd, 1);
     for (long i = 0; i < n; i++) {
         assert_true(isfinite(out[i]) && isfinite(dq[i]) && isfinite(dk[i]) && isfinite(dv[i]));
         int b = (int)(i / (T * H * hd)), t = (int)(i / (H * hd) % T);
@@ -167,7 +213,9 @@ int main(void) {
         cmocka_unit_test(test_dropout_statistics),
         cmocka_unit_test(test_dropout_deterministic),
         cmocka_unit_test(test_dropout_p0_identity),
+        cmocka_unit_test(test_exp_simd_accuracy),
         cmocka_unit_test(test_attention_fully_masked_rows),
+        cmocka_unit_test(test_attention_causal_backward_matches_full),
         cmocka_unit_test(test_crossentropy_all_ignored),
         cmocka_unit_test(test_softmax_rows_large_values),
         cmocka_unit_test(test_reductions_match_naive),

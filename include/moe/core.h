@@ -35,8 +35,7 @@ const char *moe_last_error(void);
 /* A short name for a status ("invalid argument", ...). */
 const char *moe_status_name(moe_status s);
 /* Records a formatted message for moe_last_error() and returns s. */
-moe_status moe_error(moe_status s, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+moe_status moe_error(moe_status s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* --- RNG: xoshiro256**, seeded through splitmix64; same seed, same stream. */
 typedef struct moe_rng {
@@ -69,6 +68,14 @@ void *moe_arena_alloc(moe_arena *a, size_t bytes);
 void *moe_arena_calloc(moe_arena *a, size_t bytes);
 /* Forgets every allocation; keeps (and merges) the memory. */
 moe_status moe_arena_reset(moe_arena *a);
+/* Scoped scratch: mark() returns the current position; release(mark) frees
+ * every allocation made after it (LIFO: release the newest mark first; a
+ * mark taken before an earlier release is invalid). Correct also when the
+ * arena added chunks after the mark. Lets backward reuse one layer's scratch
+ * for the next; high_water still records the peak, so reset() sizes the one
+ * block for the largest layer rather than for the sum. */
+size_t moe_arena_mark(const moe_arena *a);
+void moe_arena_release(moe_arena *a, size_t mark);
 /* Number of memory blocks held (1 after the first reset: no more mallocs). */
 int moe_arena_blocks(const moe_arena *a);
 void moe_arena_free(moe_arena *a);

@@ -13,7 +13,8 @@ static void help(void) {
     printf("usage: moe bench [--config FILE] [--set key=value ...] [--steps N]\n\n"
            "Runs N training steps (forward, backward, optimizer) of the config's model\n"
            "on random tokens and prints one JSON line: median step ms, tokens/s,\n"
-           "achieved GFLOP/s and peak resident memory. Default N = 8; the first two\n"
+           "achieved GFLOP/s, peak resident memory and the step arena's size. Default N = 8; the "
+           "first two\n"
            "steps are warm-up and not counted.\n");
 }
 
@@ -84,10 +85,10 @@ int cmd_bench(int argc, char **argv) {
     getrusage(RUSAGE_SELF, &ru);
     double flops = moe_model_train_flops_per_token(m, T) * B * T;
     printf("{\"name\": \"%s\", \"step_ms\": %.1f, \"tok_per_s\": %.0f, \"gflops\": %.1f, "
-           "\"peak_rss_mb\": %.1f, \"params\": %zu, \"active_params\": %zu, "
+           "\"peak_rss_mb\": %.1f, \"arena_mb\": %.1f, \"params\": %zu, \"active_params\": %zu, "
            "\"train_flops_per_token\": %.0f, \"last_loss\": %.4f}\n",
            cfg.name, med, B * T / med * 1e3, flops / med / 1e6, ru.ru_maxrss / 1024.0,
-           moe_model_param_count(m), moe_model_active_param_count(m),
+           arena.high_water / 1048576.0, moe_model_param_count(m), moe_model_active_param_count(m),
            moe_model_train_flops_per_token(m, T), loss);
     free(x);
     free(y);

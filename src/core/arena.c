@@ -1,5 +1,7 @@
 /* Per-step bump allocator. Chunks are added while a step runs for the first
- * time; reset() replaces them by one block of the high-water size. */
+ * time; reset() replaces them by one block of the high-water size. A chunk
+ * remembers the arena offset it started at, so release() can tell which
+ * chunks lie wholly after a mark. */
 #include "moe/core.h"
 
 #include <stdlib.h>
@@ -12,6 +14,7 @@ struct moe_arena_chunk {
     moe_arena_chunk *next; /* older chunk */
     size_t cap;            /* usable bytes in data */
     size_t used;           /* bytes handed out from this chunk */
+    size_t base;           /* arena->used when the chunk was added */
     unsigned char *data;   /* ARENA_ALIGN-aligned */
 };
 
@@ -46,6 +49,7 @@ void *moe_arena_alloc(moe_arena *a, size_t bytes) {
             return NULL;
         }
         n->next = c;
+        n->base = a->used;
         a->head = c = n;
     }
     void *p = c->data + c->used;
@@ -76,11 +80,31 @@ moe_status moe_arena_reset(moe_arena *a) {
     if (a->head->next) { /* several chunks: fold into one of the high-water size */
         free_chunks(a->head);
         a->head = chunk_new(a->high_water);
-        if (!a->head) return moe_error(MOE_ERR_NOMEM, "arena: cannot allocate %zu bytes",
-                                       a->high_water);
+        if (!a->head)
+            return moe_error(MOE_ERR_NOMEM, "arena: cannot allocate %zu bytes", a->high_water);
     }
     a->head->used = 0;
+    a->head->base = 0;
     return MOE_OK;
+}
+
+size_t moe_arena_mark(const moe_arena *a) {
+    return a->used;
+}
+
+/* Chunks added after the mark hold only released memory: free them (this
+ * happens in the first step only; later steps run in one block). The chunk
+ * that holds the mark is rewound to it. */
+void moe_arena_release(moe_arena *a, size_t mark) {
+    if (mark > a->used) return; /* not a mark of this arena's current state */
+    while (a->head && a->head->base > mark) {
+        moe_arena_chunk *old = a->head;
+        a->head = old->next;
+        free(old->data);
+        free(old);
+    }
+    if (a->head) a->head->used = mark - a->head->base;
+    a->used = mark;
 }
 
 int moe_arena_blocks(const moe_arena *a) {

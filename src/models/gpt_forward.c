@@ -43,7 +43,8 @@ static void embed(moe_model *m, moe_real *x, const int32_t *tokens, int B, int T
     }
 }
 
-static moe_status block_forward(moe_model *m, int l, moe_real *x_out, moe_real *x_in,
+/* tmp [N, D]: scratch shared by all blocks (not saved for backward). */
+static moe_status block_forward(moe_model *m, int l, moe_real *x_out, moe_real *x_in, moe_real *tmp,
                                 moe_arena *arena) {
     const moe_model_config *c = &m->cfg;
     const gpt_block_w *w = &m->w.blocks[l];
@@ -62,8 +63,6 @@ static moe_status block_forward(moe_model *m, int l, moe_real *x_out, moe_real *
     ALLOC(a->ln2, (size_t)N * D);
     ALLOC(a->ln2_mean, N);
     ALLOC(a->ln2_rstd, N);
-    moe_real *tmp;
-    ALLOC(tmp, (size_t)N * D);
 
     norm_forward(c->norm, a->ln1, a->ln1_mean, a->ln1_rstd, x_in, w->ln1_w, w->ln1_b, N, D,
                  c->norm_eps);
@@ -72,8 +71,8 @@ static moe_status block_forward(moe_model *m, int l, moe_real *x_out, moe_real *
         rope_forward(a->qkv, a->qkv, B, T, H, hd, Q, 0, c->rope_theta);
         rope_forward(a->qkv + H * hd, a->qkv + H * hd, B, T, KVH, hd, Q, 0, c->rope_theta);
     }
-    attention_forward(a->attn, a->att, a->qkv, a->qkv + H * hd, a->qkv + (H + KVH) * hd, NULL, B,
-                      T, H, KVH, hd, Q, Q, 1);
+    attention_forward(a->attn, a->att, a->qkv, a->qkv + H * hd, a->qkv + (H + KVH) * hd, NULL, B, T,
+                      H, KVH, hd, Q, Q, 1);
     matmul_forward(tmp, a->attn, w->o_w, w->o_b, N, D, D);
     a->drop1 = NULL;
     if (drop) {
@@ -104,8 +103,8 @@ static moe_status block_forward(moe_model *m, int l, moe_real *x_out, moe_real *
 }
 
 moe_status moe_model_forward(moe_model *m, const int32_t *tokens, const int32_t *targets, int B,
-                             int T, int training, moe_rng *rng, moe_arena *arena,
-                             double *ce_loss, double *aux_loss) {
+                             int T, int training, moe_rng *rng, moe_arena *arena, double *ce_loss,
+                             double *aux_loss) {
     const moe_model_config *c = &m->cfg;
     if (B < 1 || T < 1 || T > c->max_seq_len)
         return moe_error(MOE_ERR_INVALID,
@@ -124,13 +123,14 @@ moe_status moe_model_forward(moe_model *m, const int32_t *tokens, const int32_t 
     m->acts = moe_arena_calloc(arena, (size_t)c->n_layer * sizeof *m->acts);
     if (!m->acts) return MOE_ERR_NOMEM;
 
-    moe_real *x;
+    moe_real *x, *tmp;
     ALLOC(x, (size_t)N * D);
+    ALLOC(tmp, (size_t)N * D);
     embed(m, x, tokens, B, T, 0);
     for (int l = 0; l < c->n_layer; l++) {
         moe_real *next;
         ALLOC(next, (size_t)N * D);
-        st = block_forward(m, l, next, x, arena);
+        st = block_forward(m, l, next, x, tmp, arena);
         if (st != MOE_OK) return st;
         x = next;
     }

@@ -1,23 +1,18 @@
 /* A dense feed-forward block: act(x W1^T) W2^T, or SwiGLU
- * (silu(x W1^T) * (x W3^T)) W2^T. No biases (Llama/Mixtral style). Used by
- * the dense layers of a model and by the MoE layer's shared expert. */
+ * (silu(x W1^T) * (x W3^T)) W2^T. No biases (Llama/Mixtral style). The math
+ * is nn/ffn.c (also the experts'); this adds arena-backed buffers. */
 #ifndef MOE_NN_MLP_H
 #define MOE_NN_MLP_H
 
 #include "moe/core.h"
 #include "moe/layer.h"
+#include "nn/ffn.h"
 
 /* Saved activations of one forward. */
 typedef struct mlp_cache {
-    moe_real *h1;   /* [N, F] x W1^T */
-    moe_real *h3;   /* [N, F] x W3^T (SwiGLU) or NULL */
-    moe_real *hact; /* [N, F] activation output */
+    moe_real *h1; /* [N, F] x W1^T */
+    moe_real *h3; /* [N, F] x W3^T (SwiGLU) or NULL */
 } mlp_cache;
-
-/* Pointwise activation over n elements for a non-gated kind (RELU/GELU/SILU). */
-void activation_forward(moe_activation act, moe_real *out, const moe_real *inp, long n);
-void activation_backward(moe_activation act, moe_real *dinp, const moe_real *dout,
-                         const moe_real *inp, long n);
 
 /* out [N, D] written. w1, w3 [F, D], w2 [D, F]. Buffers from arena. */
 moe_status mlp_forward(moe_real *out, mlp_cache *cache, const moe_real *x, const moe_real *w1,

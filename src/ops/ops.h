@@ -13,8 +13,8 @@
 
 /* --- GEMM (OpenBLAS): C[M,N] = alpha * op(A)[M,K] op(B)[K,N] + beta * C.
  * trans_a / trans_b: 0 or 1; lda/ldb/ldc are row strides as stored. */
-void gemm(int trans_a, int trans_b, int M, int N, int K, moe_real alpha, const moe_real *A,
-          int lda, const moe_real *B, int ldb, moe_real beta, moe_real *C, int ldc);
+void gemm(int trans_a, int trans_b, int M, int N, int K, moe_real alpha, const moe_real *A, int lda,
+          const moe_real *B, int ldb, moe_real beta, moe_real *C, int ldc);
 
 /* --- Linear layer, PyTorch layout: weight [OC, C], bias [OC] or NULL.
  * out[N,OC] = inp[N,C] weight^T + bias */
@@ -40,17 +40,16 @@ void layernorm_backward(moe_real *dinp, moe_real *dweight, moe_real *dbias, cons
 /* --- RMSNorm: out = inp * rstd * weight, rstd = 1/sqrt(mean(inp^2) + eps). */
 void rmsnorm_forward(moe_real *out, moe_real *rstd, const moe_real *inp, const moe_real *weight,
                      int N, int C, float eps);
-void rmsnorm_backward(moe_real *dinp, moe_real *dweight, const moe_real *dout,
-                      const moe_real *inp, const moe_real *weight, const moe_real *rstd, int N,
-                      int C);
+void rmsnorm_backward(moe_real *dinp, moe_real *dweight, const moe_real *dout, const moe_real *inp,
+                      const moe_real *weight, const moe_real *rstd, int N, int C);
 
 /* --- Rotary position embedding (rotate-half convention of HF Llama/Mixtral):
  * x [B,T,H,hd] (rows of stride row_stride elements between tokens, so it can
  * work in place inside a fused qkv buffer); position of token t is
  * pos0 + t. hd must be even. out may alias inp. Only the first H*hd elements
  * of each row are read or written. */
-void rope_forward(moe_real *out, const moe_real *inp, int B, int T, int H, int hd,
-                  int row_stride, int pos0, float theta);
+void rope_forward(moe_real *out, const moe_real *inp, int B, int T, int H, int hd, int row_stride,
+                  int pos0, float theta);
 /* The inverse rotation; dinp may alias dout. */
 void rope_backward(moe_real *dinp, const moe_real *dout, int B, int T, int H, int hd,
                    int row_stride, int pos0, float theta);
@@ -62,13 +61,15 @@ void rope_backward(moe_real *dinp, const moe_real *dout, int B, int T, int H, in
  * NULL: padded keys are never attended. Rows whose keys are all masked give 0.
  * att [B,H,T,T] saves the probabilities; out [B,T,H,hd] (stride H*hd). */
 void attention_forward(moe_real *out, moe_real *att, const moe_real *q, const moe_real *k,
-                       const moe_real *v, const uint8_t *pad_mask, int B, int T, int H,
-                       int KVH, int hd, int q_stride, int kv_stride, int causal);
-/* dq, dk, dv written with the same strides as q, k, v; datt [B,H,T,T] scratch. */
+                       const moe_real *v, const uint8_t *pad_mask, int B, int T, int H, int KVH,
+                       int hd, int q_stride, int kv_stride, int causal);
+/* dq, dk, dv written with the same strides as q, k, v; datt [B,H,T,T] scratch.
+ * causal: as given to the forward; 1 skips the masked upper triangle (whose
+ * probabilities are 0) and leaves it unwritten in datt. 0 is always correct. */
 void attention_backward(moe_real *dq, moe_real *dk, moe_real *dv, moe_real *datt,
                         const moe_real *dout, const moe_real *q, const moe_real *k,
                         const moe_real *v, const moe_real *att, int B, int T, int H, int KVH,
-                        int hd, int q_stride, int kv_stride);
+                        int hd, int q_stride, int kv_stride, int causal);
 
 /* --- Pointwise activations over N elements. GELU is the exact erf form
  * (PyTorch's default). out may alias inp in forward. */
@@ -99,19 +100,19 @@ void residual_backward(moe_real *da, moe_real *db, const moe_real *dout, long N)
  * probs [N,V] saved. Returns the mean loss (0 when no row counts) and stores
  * the number of counted rows in *count. A target outside [0, V) other than
  * ignore_index is not counted and makes the loss NaN. */
-double crossentropy_forward(moe_real *probs, const moe_real *logits, const int32_t *targets,
-                            int N, int V, int ignore_index, int *count);
+double crossentropy_forward(moe_real *probs, const moe_real *logits, const int32_t *targets, int N,
+                            int V, int ignore_index, int *count);
 /* dlogits [N,V] written = scale * (probs - onehot) / count; ignored rows 0. */
-void crossentropy_backward(moe_real *dlogits, const moe_real *probs, const int32_t *targets,
-                           int N, int V, int ignore_index, int count, float scale);
+void crossentropy_backward(moe_real *dlogits, const moe_real *probs, const int32_t *targets, int N,
+                           int V, int ignore_index, int count, float scale);
 /* Soft labels: target_probs [N,V] (rows sum to 1), optional row weights [N]
  * (NULL = 1). loss = sum_n w_n * -sum_v p log q / sum_n w_n. */
 double crossentropy_soft_forward(moe_real *probs, const moe_real *logits,
                                  const moe_real *target_probs, const moe_real *weights, int N,
                                  int V);
 void crossentropy_soft_backward(moe_real *dlogits, const moe_real *probs,
-                                const moe_real *target_probs, const moe_real *weights, int N,
-                                int V, float scale);
+                                const moe_real *target_probs, const moe_real *weights, int N, int V,
+                                float scale);
 
 /* --- Attention of n new tokens over a KV cache (inference, batch 1).
  * q [n, H, hd] with row stride q_stride; kc, vc [S, KVH * hd] hold positions

@@ -8,6 +8,16 @@
 #include <math.h>
 #include <stdlib.h>
 
+/* square root in the element type: sqrtf rounds exactly like torch's float
+ * sqrt and vectorises (double sqrt plus conversions did not) */
+static inline moe_real real_sqrt(moe_real x) {
+#ifdef MOE_DOUBLE
+    return sqrt(x);
+#else
+    return sqrtf(x);
+#endif
+}
+
 /* below this many elements a parallel region costs more than it saves */
 #define OPTIM_OMP_MIN 8192
 
@@ -92,8 +102,11 @@ static void step_sgd(const moe_optim *o, moe_real *p, const moe_real *g, float l
     }
 }
 
-/* Adam (L2 decay added to the gradient) and AdamW (p *= 1 - lr * wd first). */
-static void step_adam(const moe_optim *o, moe_real *p, const moe_real *g, float lr, int decoupled) {
+/* Adam (L2 decay added to the gradient) and AdamW (p *= 1 - lr * wd first).
+ * One fused, parallel, vectorised pass over all parameters; float
+ * arithmetic in torch's order (denom = sqrt(v) / bc2_sqrt + eps). */
+static void step_adam(const moe_optim *o, moe_real *restrict p, const moe_real *restrict g,
+                      float lr, int decoupled) {
     const long n = (long)o->n;
     const double b1 = o->cfg.beta1, b2 = o->cfg.beta2, t = (double)o->step;
     const moe_real wd = o->cfg.weight_decay, eps = o->cfg.eps;
@@ -102,18 +115,25 @@ static void step_adam(const moe_optim *o, moe_real *p, const moe_real *g, float 
     const moe_real bc2_sqrt = (moe_real)sqrt(1.0 - pow(b2, t));
     const moe_real c1 = (moe_real)(1.0 - b1), c2 = (moe_real)(1.0 - b2);
     const moe_real fb1 = (moe_real)b1, fb2 = (moe_real)b2;
-    moe_real *m = o->state, *v = o->state + n; /* [n] each */
-#pragma omp parallel for if (n > OPTIM_OMP_MIN)
-    for (long i = 0; i < n; i++) {
-        moe_real gi = g[i];
-        if (decoupled)
-            p[i] *= decay;
-        else
-            gi += wd * p[i];
-        m[i] = m[i] * fb1 + c1 * gi;
-        v[i] = v[i] * fb2 + c2 * gi * gi;
-        moe_real denom = sqrt(v[i]) / bc2_sqrt + eps;
-        p[i] -= step_size * (m[i] / denom);
+    moe_real *restrict m = o->state, *restrict v = o->state + n; /* [n] each */
+    if (decoupled) {
+#pragma omp parallel for simd schedule(static) if (n > OPTIM_OMP_MIN)
+        for (long i = 0; i < n; i++) {
+            moe_real gi = g[i], pi = p[i] * decay;
+            moe_real mi = m[i] * fb1 + c1 * gi, vi = v[i] * fb2 + c2 * gi * gi;
+            m[i] = mi;
+            v[i] = vi;
+            p[i] = pi - step_size * (mi / (real_sqrt(vi) / bc2_sqrt + eps));
+        }
+    } else {
+#pragma omp parallel for simd schedule(static) if (n > OPTIM_OMP_MIN)
+        for (long i = 0; i < n; i++) {
+            moe_real gi = g[i] + wd * p[i];
+            moe_real mi = m[i] * fb1 + c1 * gi, vi = v[i] * fb2 + c2 * gi * gi;
+            m[i] = mi;
+            v[i] = vi;
+            p[i] -= step_size * (mi / (real_sqrt(vi) / bc2_sqrt + eps));
+        }
     }
 }
 

@@ -3,6 +3,7 @@
  * with the shared expert, auxiliary losses and statistics. All per-call
  * buffers come from the arena (no malloc in forward or backward). */
 #include "moe_internal.h"
+#include "nn/ffn.h"
 #include "ops/ops.h"
 
 #include <math.h>
@@ -131,19 +132,28 @@ moe_status moe_layer_forward(const moe_layer_config *cfg, const moe_layer_params
     c->xp = ALLOC((size_t)R * D, moe_real); /* [R, D] */
     c->y = ALLOC((size_t)R * D, moe_real);  /* [R, D] */
     c->ha = ALLOC((size_t)R * F, moe_real); /* [R, F] */
-    c->h = ALLOC((size_t)R * F, moe_real);  /* [R, F] */
     c->hb = glu ? ALLOC((size_t)R * F, moe_real) : NULL;
-    if (!c->xp || !c->y || !c->ha || !c->h || (glu && !c->hb)) return MOE_ERR_NOMEM;
+    if (!c->xp || !c->y || !c->ha || (glu && !c->hb)) return MOE_ERR_NOMEM;
     moe_dispatch_forward(c, x, E, k, D);
+    /* The activations h are scratch: backward recomputes them from ha, hb
+     * (one cheap pointwise pass) instead of keeping [R, F] per layer. */
+    size_t mark = moe_arena_mark(arena);
+    c->h = ALLOC((size_t)R * F, moe_real); /* [R, F] */
+    if (!c->h) return MOE_ERR_NOMEM;
     moe_experts_forward(c, cfg, p);
+    moe_arena_release(arena, mark);
+    c->h = NULL;
 
     if (Fs > 0) { /* shared expert writes out, the routed mixture adds to it */
         c->sa = ALLOC((size_t)T * Fs, moe_real);
-        c->sh = ALLOC((size_t)T * Fs, moe_real);
         c->sb = glu ? ALLOC((size_t)T * Fs, moe_real) : NULL;
-        if (!c->sa || !c->sh || (glu && !c->sb)) return MOE_ERR_NOMEM;
-        moe_ffn_forward(out, c->sh, c->sa, c->sb, x, p->shared_w1, NULL, p->shared_w3, NULL,
-                        p->shared_w2, NULL, cfg->act, T, D, Fs);
+        if (!c->sa || (glu && !c->sb)) return MOE_ERR_NOMEM;
+        mark = moe_arena_mark(arena);
+        moe_real *sh = ALLOC((size_t)T * Fs, moe_real); /* [T, Fs] scratch, as h */
+        if (!sh) return MOE_ERR_NOMEM;
+        ffn_forward(out, sh, c->sa, c->sb, x, p->shared_w1, NULL, p->shared_w3, NULL, p->shared_w2,
+                    NULL, cfg->act, T, D, Fs);
+        moe_arena_release(arena, mark);
     } else {
         memset(out, 0, sizeof(moe_real) * (size_t)T * D);
     }
@@ -184,9 +194,9 @@ moe_status moe_layer_backward(const moe_layer_config *cfg, const moe_layer_param
         moe_real *sdh = ALLOC((size_t)T * Fs, moe_real), *sda = ALLOC((size_t)T * Fs, moe_real);
         moe_real *sdb = glu ? ALLOC((size_t)T * Fs, moe_real) : NULL;
         if (!sdh || !sda || (glu && !sdb)) return MOE_ERR_NOMEM;
-        moe_ffn_backward(dx, g->shared_w1, NULL, g->shared_w3, NULL, g->shared_w2, NULL, sdh, sda,
-                         sdb, dout, c->sh, c->sa, c->sb, c->x, p->shared_w1, p->shared_w3,
-                         p->shared_w2, cfg->act, T, D, Fs);
+        ffn_backward(dx, g->shared_w1, NULL, g->shared_w3, NULL, g->shared_w2, NULL, sdh, sda, sdb,
+                     dout, NULL, c->sa, c->sb, c->x, p->shared_w1, p->shared_w3, p->shared_w2,
+                     cfg->act, T, D, Fs);
     } else {
         memset(dx, 0, sizeof(moe_real) * (size_t)T * D);
     }

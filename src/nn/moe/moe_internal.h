@@ -33,10 +33,9 @@ struct moe_layer_cache {
     moe_real *xp;         /* [R, D] gathered inputs */
     moe_real *ha;         /* [R, F] pre-activation (x W1^T + b1) */
     moe_real *hb;         /* [R, F] x W3^T + b3 (SwiGLU) */
-    moe_real *h;          /* [R, F] activation */
+    moe_real *h;          /* [R, F] activation: forward scratch, NULL after */
     moe_real *y;          /* [R, D] expert outputs */
     moe_real *sa, *sb;    /* [T, Fs] shared expert pre-activations */
-    moe_real *sh;         /* [T, Fs] shared expert activation */
     moe_real *P;          /* [E] mean score per expert */
     moe_real *importance; /* [E] sum of gate weights per expert */
     moe_real *load;       /* [E] smooth (noisy) or hard load per expert */
@@ -68,18 +67,7 @@ void moe_dispatch_forward(moe_layer_cache *c, const moe_real *x, int E, int k, i
 void moe_dispatch_backward(moe_real *dx, const moe_real *dxp, const int *row_of, int T, int k,
                            int D);
 
-/* experts.c: one feed-forward net over n contiguous rows (bias pointers may
- * be NULL; w3/b3 only for SwiGLU). y [n, D], h/a/b [n, F] written. */
-void moe_ffn_forward(moe_real *y, moe_real *h, moe_real *a, moe_real *b, const moe_real *x,
-                     const moe_real *w1, const moe_real *b1, const moe_real *w3, const moe_real *b3,
-                     const moe_real *w2, const moe_real *b2, moe_activation act, int n, int D,
-                     int F);
-/* dx [n, D] written; weight and bias grads added; dh, da, db [n, F] scratch. */
-void moe_ffn_backward(moe_real *dx, moe_real *dw1, moe_real *db1, moe_real *dw3, moe_real *db3,
-                      moe_real *dw2, moe_real *db2, moe_real *dh, moe_real *da, moe_real *db,
-                      const moe_real *dy, const moe_real *h, const moe_real *a, const moe_real *b,
-                      const moe_real *x, const moe_real *w1, const moe_real *w3, const moe_real *w2,
-                      moe_activation act, int n, int D, int F);
+/* experts.c (the net itself is nn/ffn.c) */
 /* All experts, one GEMM per projection over each expert's block. */
 void moe_experts_forward(moe_layer_cache *c, const moe_layer_config *cfg,
                          const moe_layer_params *p);

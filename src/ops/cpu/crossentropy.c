@@ -19,7 +19,7 @@ static double ce_softmax_row(moe_real *probs, const moe_real *x, int V) {
         if (x[j] > mx) mx = x[j];
 #pragma omp simd reduction(+ : sum)
     for (int j = 0; j < V; j++) {
-        moe_real e = real_exp(x[j] - mx);
+        moe_real e = real_exp_simd(x[j] - mx); /* vectorises */
         probs[j] = e;
         sum += e;
     }
