@@ -291,9 +291,9 @@ static double flops_per_token(const moe_model *m, int T, int experts_per_token) 
         fwd += 2.0 * 2.0 * T * D;                  /* scores and weighted values (full square) */
         if (m->block_is_moe[l]) {
             int mats = e->act == MOE_ACT_SWIGLU ? 3 : 2;
-            fwd += 2.0 * D * e->n_experts;              /* router */
+            fwd += 2.0 * D * e->n_experts; /* router */
             fwd += 2.0 * mats * D * e->d_ff * experts_per_token;
-            fwd += 2.0 * mats * D * e->shared_d_ff;     /* shared expert */
+            fwd += 2.0 * mats * D * e->shared_d_ff; /* shared expert */
         } else {
             fwd += 2.0 * (c->ffn_act == MOE_ACT_SWIGLU ? 3 : 2) * D * c->d_ff;
         }
