@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# make install's layout: headers, shared and static library, pkg-config file;
+# an outside program (examples/minimal.c) builds against it and runs.
+source "$(dirname "$0")/lib.bash"
+: "${MOE_BUILD_DIR:?}"
+cmake --install "$MOE_BUILD_DIR" --prefix "$WORK/prefix" >/dev/null
+pc=$(find "$WORK/prefix" -name libmoe.pc | head -n1)
+[ -n "$pc" ] || fail "no libmoe.pc installed"
+export PKG_CONFIG_PATH=$(dirname "$pc")
+[ -f "$WORK/prefix/include/moe/moe.h" ] || fail "headers not installed"
+[ -x "$WORK/prefix/bin/moe" ] || fail "moe not installed"
+cc -std=c11 -Wall -Wextra -Werror examples/minimal.c $(pkg-config --cflags --libs libmoe) \
+  -o "$WORK/minimal"
+LD_LIBRARY_PATH=$(pkg-config --variable=libdir libmoe) "$WORK/minimal" > "$WORK/out"
+grep -q "abcd -> abcdefghabcd" "$WORK/out" || { cat "$WORK/out"; fail "the example did not learn"; }
+for c in "" train eval generate bench; do
+  $MOE $c --help > /dev/null || fail "moe $c --help"
+done
+echo "1 passed, 0 failed"
