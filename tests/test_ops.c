@@ -3,7 +3,7 @@
  * with nothing counted, softmax range, races in the scatter/reduce paths. */
 #include "test_util.h"
 
-#include "ops/cpu/real_math.h"
+#include "core/real_math.h"
 #include "ops/ops.h"
 
 #include <math.h>

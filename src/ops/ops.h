@@ -123,6 +123,9 @@ void attention_cached_forward(moe_real *out, moe_real *scores, const moe_real *q
                               int KVH, int hd);
 
 /* --- Row softmax in place over the last dim (used by routers and sampling). */
+/* One row: out [V] = softmax(x [V]) (out may alias x); returns log(sum(exp(x)))
+ * (NaN when a logit is NaN). */
+double softmax_row(moe_real *out, const moe_real *x, int V);
 void softmax_rows(moe_real *x, int N, int V);
 
 #endif

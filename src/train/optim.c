@@ -5,18 +5,10 @@
  * does; per-element work is in moe_real. */
 #include "moe/optim.h"
 
+#include "core/real_math.h"
+
 #include <math.h>
 #include <stdlib.h>
-
-/* square root in the element type: sqrtf rounds exactly like torch's float
- * sqrt and vectorises (double sqrt plus conversions did not) */
-static inline moe_real real_sqrt(moe_real x) {
-#ifdef MOE_DOUBLE
-    return sqrt(x);
-#else
-    return sqrtf(x);
-#endif
-}
 
 /* below this many elements a parallel region costs more than it saves */
 #define OPTIM_OMP_MIN 8192

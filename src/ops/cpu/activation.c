@@ -1,7 +1,7 @@
 /* Pointwise activations: ReLU, GELU (exact erf form), SiLU, SwiGLU. */
 #include "ops/ops.h"
 
-#include "real_math.h"
+#include "core/real_math.h"
 
 #include <math.h>
 

@@ -3,7 +3,7 @@
  * sit inside the OpenMP region (OpenBLAS runs them single-threaded there). */
 #include "ops/ops.h"
 
-#include "real_math.h"
+#include "core/real_math.h"
 
 #include <math.h>
 

@@ -3,32 +3,11 @@
  * bitwise the same for any thread count. */
 #include "ops/ops.h"
 
-#include "real_math.h"
+#include "core/real_math.h"
 
 #include <math.h>
 
 #define CE_CHUNKS 64
-
-/* probs row = softmax(logits row); returns log(sum exp(x - max)) + max. */
-static double ce_softmax_row(moe_real *probs, const moe_real *x, int V) {
-    if (V <= 0) return 0;
-    moe_real mx = -INFINITY;
-    double sum = 0;
-#pragma omp simd reduction(max : mx)
-    for (int j = 0; j < V; j++)
-        if (x[j] > mx) mx = x[j];
-#pragma omp simd reduction(+ : sum)
-    for (int j = 0; j < V; j++) {
-        moe_real e = real_exp_simd(x[j] - mx); /* vectorises */
-        probs[j] = e;
-        sum += e;
-    }
-    moe_real inv = (moe_real)(1.0 / sum);
-    for (int j = 0; j < V; j++) probs[j] *= inv;
-    /* sum >= 1 (the max contributes exp(0)) unless a logit was NaN */
-    if (!(sum >= 1)) return NAN;
-    return log(sum) + mx;
-}
 
 /* Targets outside [0, V) other than ignore_index make the loss NaN (the
  * caller's finiteness check reports it) and are not counted. */
@@ -43,7 +22,7 @@ double crossentropy_forward(moe_real *probs, const moe_real *logits, const int32
         int end = (c + 1) * per < N ? (c + 1) * per : N;
         for (int n = c * per; n < end; n++) {
             const moe_real *x = logits + (long)n * V;
-            double lse = ce_softmax_row(probs + (long)n * V, x, V);
+            double lse = softmax_row(probs + (long)n * V, x, V);
             int y = targets[n];
             if (y == ignore_index) continue;
             if (y < 0 || y >= V) {
@@ -97,7 +76,7 @@ double crossentropy_soft_forward(moe_real *probs, const moe_real *logits,
         int end = (c + 1) * per < N ? (c + 1) * per : N;
         for (int n = c * per; n < end; n++) {
             const moe_real *x = logits + (long)n * V, *t = target_probs + (long)n * V;
-            double lse = ce_softmax_row(probs + (long)n * V, x, V);
+            double lse = softmax_row(probs + (long)n * V, x, V);
             double l = 0; /* -sum_v p log q, log q = x - lse */
             for (int j = 0; j < V; j++) l += (double)t[j] * (lse - x[j]);
             part[c] += (weights ? weights[n] : 1) * l;

@@ -1,4 +1,4 @@
-/* exp in the element type: expf in the float build (several times faster
+/* Math in the element type (moe_real). exp: expf in the float build (several times faster
  * than the double exp), exp in the double build. Sums stay in double. */
 #ifndef MOE_OPS_REAL_MATH_H
 #define MOE_OPS_REAL_MATH_H
@@ -14,6 +14,16 @@ static inline moe_real real_exp(moe_real x) {
     return exp(x);
 #else
     return expf(x);
+#endif
+}
+
+/* square root in the element type: sqrtf rounds exactly like torch's float
+ * sqrt and vectorises (double sqrt plus conversions did not) */
+static inline moe_real real_sqrt(moe_real x) {
+#ifdef MOE_DOUBLE
+    return sqrt(x);
+#else
+    return sqrtf(x);
 #endif
 }
 
