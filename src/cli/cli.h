@@ -23,4 +23,15 @@ int cli_load_model(const char *cmd, const char *ckpt, moe_model **m);
 int cli_run_config_of(const char *ckpt, moe_run_config *cfg);
 double cli_now(void);
 
+#define CLI_MAX_SETS 64
+
+/* Numeric option values, checked: "moe <cmd>: --tokens wants an integer in
+ * [0, 1000000], got 'abc'". Return 0, or 2 (the usage exit code). */
+int cli_int(const char *cmd, const char *opt, const char *text, long lo, long hi, int *out);
+int cli_float(const char *cmd, const char *opt, const char *text, double lo, double hi, float *out);
+/* Collects one --set; 2 when there are too many. */
+int cli_add_set(const char *cmd, char **sets, int *n, char *value);
+/* Message for getopt_long's '?' (unknown option or missing value). */
+int cli_usage_error(const char *cmd);
+
 #endif

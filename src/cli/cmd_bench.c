@@ -2,12 +2,11 @@
  * PyTorch twin in bench/ does (same sizes, AdamW, median step time). */
 #include "cli/cli.h"
 
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-
-#define MAX_SETS 32
 
 static void help(void) {
     printf("usage: moe bench [--config FILE] [--set key=value ...] [--steps N]\n\n"
@@ -25,22 +24,36 @@ static int cmp_double(const void *a, const void *b) {
 
 int cmd_bench(int argc, char **argv) {
     const char *config = NULL;
-    char *sets[MAX_SETS];
+    char *sets[CLI_MAX_SETS];
     int n_sets = 0, steps = 8;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+    static const struct option options[] = {{"help", no_argument, 0, 'h'},
+                                            {"config", required_argument, 0, 'c'},
+                                            {"set", required_argument, 0, 's'},
+                                            {"steps", required_argument, 0, 'n'},
+                                            {0, 0, 0, 0}};
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", options, NULL)) != -1) {
+        switch (c) {
+        case 'h':
             help();
             return 0;
-        } else if (!strcmp(argv[i], "--config") && i + 1 < argc) {
-            config = argv[++i];
-        } else if (!strcmp(argv[i], "--set") && i + 1 < argc && n_sets < MAX_SETS) {
-            sets[n_sets++] = argv[++i];
-        } else if (!strcmp(argv[i], "--steps") && i + 1 < argc) {
-            steps = atoi(argv[++i]);
-        } else {
-            fprintf(stderr, "moe bench: unknown or incomplete option '%s' (see --help)\n", argv[i]);
-            return 2;
+        case 'c':
+            config = optarg;
+            break;
+        case 's':
+            if (cli_add_set("bench", sets, &n_sets, optarg)) return 2;
+            break;
+        case 'n':
+            if (cli_int("bench", "--steps", optarg, 3, 100000, &steps)) return 2;
+            break;
+        default:
+            return cli_usage_error("bench");
         }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "moe bench: unexpected argument '%s'\n", argv[optind]);
+        return cli_usage_error("bench");
     }
     if (steps < 3) steps = 3;
     moe_run_config cfg;

@@ -2,13 +2,12 @@
  * FLOPs, throughput, generation latency) of a checkpoint, as JSON. */
 #include "cli/cli.h"
 
+#include <getopt.h>
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define MAX_SETS 32
 
 static void help(void) {
     printf("usage: moe eval --checkpoint DIR [--batches N] [--set key=value ...] [--out FILE]\n\n"
@@ -23,24 +22,38 @@ static void help(void) {
 
 int cmd_eval(int argc, char **argv) {
     const char *ckpt = NULL, *out = NULL;
-    char *sets[MAX_SETS];
+    char *sets[CLI_MAX_SETS];
     int n_sets = 0, batches = 0;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+    static const struct option options[] = {
+        {"help", no_argument, 0, 'h'},          {"checkpoint", required_argument, 0, 'c'},
+        {"batches", required_argument, 0, 'b'}, {"out", required_argument, 0, 'o'},
+        {"set", required_argument, 0, 's'},     {0, 0, 0, 0}};
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", options, NULL)) != -1) {
+        switch (c) {
+        case 'h':
             help();
             return 0;
-        } else if (!strcmp(argv[i], "--checkpoint") && i + 1 < argc) {
-            ckpt = argv[++i];
-        } else if (!strcmp(argv[i], "--batches") && i + 1 < argc) {
-            batches = atoi(argv[++i]);
-        } else if (!strcmp(argv[i], "--out") && i + 1 < argc) {
-            out = argv[++i];
-        } else if (!strcmp(argv[i], "--set") && i + 1 < argc && n_sets < MAX_SETS) {
-            sets[n_sets++] = argv[++i];
-        } else {
-            fprintf(stderr, "moe eval: unknown or incomplete option '%s' (see --help)\n", argv[i]);
-            return 2;
+        case 'c':
+            ckpt = optarg;
+            break;
+        case 'b':
+            if (cli_int("eval", "--batches", optarg, 1, 1000000, &batches)) return 2;
+            break;
+        case 'o':
+            out = optarg;
+            break;
+        case 's':
+            if (cli_add_set("eval", sets, &n_sets, optarg)) return 2;
+            break;
+        default:
+            return cli_usage_error("eval");
         }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "moe eval: unexpected argument '%s'\n", argv[optind]);
+        return cli_usage_error("eval");
     }
     if (!ckpt) {
         fprintf(stderr, "moe eval: --checkpoint DIR is required (see --help)\n");

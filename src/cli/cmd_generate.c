@@ -1,6 +1,7 @@
 /* moe generate: continue a prompt with a trained checkpoint. */
 #include "cli/cli.h"
 
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,37 +22,56 @@ int cmd_generate(int argc, char **argv) {
     int n = 200;
     moe_sampling s = {0.8f, 40, 0.95f};
     unsigned long long seed = 1;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+    static const struct option options[] = {{"help", no_argument, 0, 'h'},
+                                            {"checkpoint", required_argument, 0, 'c'},
+                                            {"prompt", required_argument, 0, 'p'},
+                                            {"tokens", required_argument, 0, 'n'},
+                                            {"temperature", required_argument, 0, 't'},
+                                            {"top-k", required_argument, 0, 'k'},
+                                            {"top-p", required_argument, 0, 'P'},
+                                            {"seed", required_argument, 0, 'S'},
+                                            {0, 0, 0, 0}};
+    int c, seed_int = 1;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", options, NULL)) != -1) {
+        int bad = 0;
+        switch (c) {
+        case 'h':
             help();
             return 0;
-        } else if (!strcmp(argv[i], "--checkpoint") && i + 1 < argc) {
-            ckpt = argv[++i];
-        } else if (!strcmp(argv[i], "--prompt") && i + 1 < argc) {
-            prompt = argv[++i];
-        } else if (!strcmp(argv[i], "--tokens") && i + 1 < argc) {
-            n = atoi(argv[++i]);
-        } else if (!strcmp(argv[i], "--temperature") && i + 1 < argc) {
-            s.temperature = strtof(argv[++i], NULL);
-        } else if (!strcmp(argv[i], "--top-k") && i + 1 < argc) {
-            s.top_k = atoi(argv[++i]);
-        } else if (!strcmp(argv[i], "--top-p") && i + 1 < argc) {
-            s.top_p = strtof(argv[++i], NULL);
-        } else if (!strcmp(argv[i], "--seed") && i + 1 < argc) {
-            seed = strtoull(argv[++i], NULL, 10);
-        } else {
-            fprintf(stderr, "moe generate: unknown or incomplete option '%s' (see --help)\n",
-                    argv[i]);
-            return 2;
+        case 'c':
+            ckpt = optarg;
+            break;
+        case 'p':
+            prompt = optarg;
+            break;
+        case 'n':
+            bad = cli_int("generate", "--tokens", optarg, 0, 1000000, &n);
+            break;
+        case 't':
+            bad = cli_float("generate", "--temperature", optarg, 0, 100, &s.temperature);
+            break;
+        case 'k':
+            bad = cli_int("generate", "--top-k", optarg, 0, 1 << 24, &s.top_k);
+            break;
+        case 'P':
+            bad = cli_float("generate", "--top-p", optarg, 1e-6, 1, &s.top_p);
+            break;
+        case 'S':
+            bad = cli_int("generate", "--seed", optarg, 0, 2147483647, &seed_int);
+            break;
+        default:
+            return cli_usage_error("generate");
         }
+        if (bad) return 2;
     }
+    if (optind < argc) {
+        fprintf(stderr, "moe generate: unexpected argument '%s'\n", argv[optind]);
+        return cli_usage_error("generate");
+    }
+    seed = (unsigned long long)seed_int;
     if (!ckpt || !prompt || !prompt[0]) {
         fprintf(stderr, "moe generate: --checkpoint DIR and a non-empty --prompt are required\n");
-        return 2;
-    }
-    if (n < 0 || s.temperature < 0 || s.top_k < 0 || s.top_p <= 0 || s.top_p > 1) {
-        fprintf(stderr, "moe generate: need --tokens >= 0, --temperature >= 0, --top-k >= 0, "
-                        "0 < --top-p <= 1\n");
         return 2;
     }
     moe_model *m = NULL;

@@ -1,6 +1,7 @@
 /* moe train: train a model from a config, or continue a checkpoint. */
 #include "cli/cli.h"
 
+#include <getopt.h>
 #include <libgen.h>
 #include <math.h>
 #include <limits.h>
@@ -9,8 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-#define MAX_SETS 64
 
 static volatile int stop_requested;
 
@@ -73,24 +72,38 @@ static int resume_config(const char *ckpt, const char *config, char **sets, int 
 
 int cmd_train(int argc, char **argv) {
     const char *config = NULL, *resume = NULL;
-    char *sets[MAX_SETS];
+    char *sets[CLI_MAX_SETS];
     int n_sets = 0, quiet = 0;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+    static const struct option options[] = {
+        {"help", no_argument, 0, 'h'},         {"config", required_argument, 0, 'c'},
+        {"resume", required_argument, 0, 'r'}, {"set", required_argument, 0, 's'},
+        {"quiet", no_argument, 0, 'q'},        {0, 0, 0, 0}};
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", options, NULL)) != -1) {
+        switch (c) {
+        case 'h':
             help();
             return 0;
-        } else if (!strcmp(argv[i], "--config") && i + 1 < argc) {
-            config = argv[++i];
-        } else if (!strcmp(argv[i], "--resume") && i + 1 < argc) {
-            resume = argv[++i];
-        } else if (!strcmp(argv[i], "--set") && i + 1 < argc && n_sets < MAX_SETS) {
-            sets[n_sets++] = argv[++i];
-        } else if (!strcmp(argv[i], "--quiet")) {
+        case 'c':
+            config = optarg;
+            break;
+        case 'r':
+            resume = optarg;
+            break;
+        case 's':
+            if (cli_add_set("train", sets, &n_sets, optarg)) return 2;
+            break;
+        case 'q':
             quiet = 1;
-        } else {
-            fprintf(stderr, "moe train: unknown or incomplete option '%s' (see --help)\n", argv[i]);
-            return 2;
+            break;
+        default:
+            return cli_usage_error("train");
         }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "moe train: unexpected argument '%s'\n", argv[optind]);
+        return cli_usage_error("train");
     }
     if (!config && !resume) {
         fprintf(stderr, "moe train: give --config FILE or --resume CHECKPOINT (see --help)\n");

@@ -1,6 +1,7 @@
 /* Helpers shared by the subcommands. */
 #include "cli/cli.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -89,4 +90,45 @@ int cli_run_config_of(const char *ckpt, moe_run_config *cfg) {
     moe_config_defaults(cfg);
     if (access(path, R_OK) != 0) return -1;
     return moe_config_load(cfg, path) == MOE_OK ? 0 : -1;
+}
+
+int cli_int(const char *cmd, const char *opt, const char *text, long lo, long hi, int *out) {
+    char *end;
+    errno = 0;
+    long v = strtol(text, &end, 10);
+    if (errno || end == text || *end || v < lo || v > hi) {
+        fprintf(stderr, "moe %s: %s wants an integer in [%ld, %ld], got '%s'\n", cmd, opt, lo, hi,
+                text);
+        return 2;
+    }
+    *out = (int)v;
+    return 0;
+}
+
+int cli_float(const char *cmd, const char *opt, const char *text, double lo, double hi,
+              float *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(text, &end);
+    if (errno || end == text || *end || !(v >= lo && v <= hi)) {
+        fprintf(stderr, "moe %s: %s wants a number in [%g, %g], got '%s'\n", cmd, opt, lo, hi,
+                text);
+        return 2;
+    }
+    *out = (float)v;
+    return 0;
+}
+
+int cli_add_set(const char *cmd, char **sets, int *n, char *value) {
+    if (*n >= CLI_MAX_SETS) {
+        fprintf(stderr, "moe %s: more than %d --set options\n", cmd, CLI_MAX_SETS);
+        return 2;
+    }
+    sets[(*n)++] = value;
+    return 0;
+}
+
+int cli_usage_error(const char *cmd) {
+    fprintf(stderr, "moe %s: see 'moe %s --help'\n", cmd, cmd);
+    return 2;
 }

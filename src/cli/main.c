@@ -24,6 +24,10 @@ int main(int argc, char **argv) {
         usage(stdout);
         return 0;
     }
+    /* getopt_long prefixes its messages with argv[0]: "moe train: ..." */
+    static char name[64];
+    snprintf(name, sizeof name, "moe %s", cmd);
+    argv[1] = name;
     if (!strcmp(cmd, "train")) return cmd_train(argc - 1, argv + 1);
     if (!strcmp(cmd, "eval")) return cmd_eval(argc - 1, argv + 1);
     if (!strcmp(cmd, "generate")) return cmd_generate(argc - 1, argv + 1);

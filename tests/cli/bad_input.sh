@@ -25,7 +25,11 @@ expect_fail "bible missing" env PATH=/nonexistent "$MOE" train "${T[@]}"
 expect_err "install Debian's bible-kjv package"
 [ ! -d "$WORK/runs" ] || [ -z "$(ls "$WORK/runs")" ] || fail "a failed start left a run directory"
 expect_fail "unknown option" $MOE train --config configs/tiny.json --bogus
-expect_err "unknown or incomplete option '--bogus'"
+expect_err "moe train: unrecognized option '--bogus'"
+expect_fail "bad number" $MOE generate --checkpoint x --prompt a --tokens abc
+expect_err "--tokens wants an integer in [0, 1000000], got 'abc'"
+expect_fail "missing value" $MOE train --config
+expect_err "option '--config' requires an argument"
 
 # NaN loss: training stops with a message naming the last good checkpoint,
 # which still loads.
