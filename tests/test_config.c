@@ -34,7 +34,7 @@ static void test_defaults_validate(void **state) {
     assert_int_equal(c.model.moe.d_model, c.model.d_model);
     assert_int_equal(c.model.moe.act, MOE_ACT_SWIGLU);
     assert_int_equal(c.train.optim.kind, MOE_OPT_ADAMW);
-    assert_true(c.train.optim.lr == 3e-4f);
+    assert_true(c.train.optim.lr == 1e-3f);
     assert_int_equal(c.train.sched.kind, MOE_SCHED_COSINE);
     assert_true(c.train.seed == 1337);
     assert_string_equal(c.train.sample_prompt, "In the beginning");

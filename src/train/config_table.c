@@ -100,7 +100,7 @@ const cfg_field cfg_fields[] = {
     STR("train.sample_prompt", train.sample_prompt, "In the beginning", NULL),
 
     ENUM("train.optim.kind", train.optim.kind, MOE_OPT_ADAMW, optim_names),
-    FLT("train.optim.lr", train.optim.lr, 3e-4, 0, 1e3),
+    FLT("train.optim.lr", train.optim.lr, 1e-3, 0, 1e3),
     FLT("train.optim.beta1", train.optim.beta1, 0.9, 0, 1),
     FLT("train.optim.beta2", train.optim.beta2, 0.95, 0, 1),
     FLT("train.optim.eps", train.optim.eps, 1e-8, 0, 1),
@@ -111,8 +111,8 @@ const cfg_field cfg_fields[] = {
     FLT("train.optim.rho", train.optim.rho, 0.9, 0, 1),
 
     ENUM("train.sched.kind", train.sched.kind, MOE_SCHED_COSINE, sched_names),
-    INT("train.sched.warmup_steps", train.sched.warmup_steps, 100, 0, INT_MAX),
-    FLT("train.sched.min_lr", train.sched.min_lr, 3e-5, 0, 1e3),
+    INT("train.sched.warmup_steps", train.sched.warmup_steps, 50, 0, INT_MAX),
+    FLT("train.sched.min_lr", train.sched.min_lr, 1e-4, 0, 1e3),
     LIST("train.sched.milestones", train.sched.milestones, train.sched.n_milestones, 0, INT_MAX),
     FLT("train.sched.gamma", train.sched.gamma, 0.1, 0, 1e3),
 
