@@ -31,6 +31,7 @@ static void help(void) {
            "                     runs/<run>/checkpoints/latest; the run's config.json is\n"
            "                     used and the run directory continues\n"
            "  --quiet            no progress line\n"
+           "  --print-config     print the resolved config (defaults, file, --set) and exit\n"
            "Ctrl-C stops after the current step and saves a checkpoint.\n");
 }
 
@@ -73,11 +74,14 @@ static int resume_config(const char *ckpt, const char *config, char **sets, int 
 int cmd_train(int argc, char **argv) {
     const char *config = NULL, *resume = NULL;
     char *sets[CLI_MAX_SETS];
-    int n_sets = 0, quiet = 0;
-    static const struct option options[] = {
-        {"help", no_argument, 0, 'h'},         {"config", required_argument, 0, 'c'},
-        {"resume", required_argument, 0, 'r'}, {"set", required_argument, 0, 's'},
-        {"quiet", no_argument, 0, 'q'},        {0, 0, 0, 0}};
+    int n_sets = 0, quiet = 0, print_config = 0;
+    static const struct option options[] = {{"help", no_argument, 0, 'h'},
+                                            {"config", required_argument, 0, 'c'},
+                                            {"resume", required_argument, 0, 'r'},
+                                            {"set", required_argument, 0, 's'},
+                                            {"quiet", no_argument, 0, 'q'},
+                                            {"print-config", no_argument, 0, 'p'},
+                                            {0, 0, 0, 0}};
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", options, NULL)) != -1) {
@@ -97,6 +101,9 @@ int cmd_train(int argc, char **argv) {
         case 'q':
             quiet = 1;
             break;
+        case 'p':
+            print_config = 1;
+            break;
         default:
             return cli_usage_error("train");
         }
@@ -105,7 +112,7 @@ int cmd_train(int argc, char **argv) {
         fprintf(stderr, "moe train: unexpected argument '%s'\n", argv[optind]);
         return cli_usage_error("train");
     }
-    if (!config && !resume) {
+    if (!config && !resume && !print_config) {
         fprintf(stderr, "moe train: give --config FILE or --resume CHECKPOINT (see --help)\n");
         return 2;
     }
@@ -115,6 +122,13 @@ int cmd_train(int argc, char **argv) {
         if (resume_config(resume, config, sets, n_sets, &cfg, run_dir, sizeof run_dir)) return 1;
     } else if (cli_load_config("train", &cfg, config, sets, n_sets)) {
         return 1;
+    }
+    if (print_config) {
+        char *json = moe_config_to_json(&cfg);
+        if (!json) return 1;
+        printf("%s\n", json);
+        free(json);
+        return 0;
     }
     signal(SIGINT, on_sigint);
     moe_train_opts opts = {resume, run_dir[0] ? run_dir : NULL, quiet ? NULL : cli_progress, NULL,

@@ -6,12 +6,6 @@
 
 #include <string.h>
 
-#define ALLOC(ptr, count)                                                                          \
-    do {                                                                                           \
-        (ptr) = moe_arena_alloc(arena, (size_t)(count) * sizeof(*(ptr)));                          \
-        if (!(ptr)) return MOE_ERR_NOMEM;                                                          \
-    } while (0)
-
 /* dx [N, D]: gradient w.r.t. the block output on entry, w.r.t. its input on
  * return (in place). */
 static moe_status block_backward(moe_model *m, int l, moe_real *dx, float scale, moe_arena *arena) {

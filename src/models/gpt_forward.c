@@ -6,12 +6,6 @@
 #include <math.h>
 #include <string.h>
 
-#define ALLOC(ptr, count)                                                                          \
-    do {                                                                                           \
-        (ptr) = moe_arena_alloc(arena, (size_t)(count) * sizeof(*(ptr)));                          \
-        if (!(ptr)) return MOE_ERR_NOMEM;                                                          \
-    } while (0)
-
 static moe_status check_ids(const moe_model *m, const int32_t *tokens, const int32_t *targets,
                             long N) {
     int V = m->cfg.vocab_size;

@@ -13,12 +13,6 @@ typedef struct kv_cache {
     int len;         /* positions filled */
 } kv_cache;
 
-#define ALLOC(ptr, count)                                                                          \
-    do {                                                                                           \
-        (ptr) = moe_arena_alloc(arena, (size_t)(count) * sizeof(*(ptr)));                          \
-        if (!(ptr)) return MOE_ERR_NOMEM;                                                          \
-    } while (0)
-
 /* Runs n tokens at positions cache->len.. through the model; logits [V] of
  * the last one. */
 static moe_status decode(moe_model *m, kv_cache *cache, const int32_t *tokens, int n,

@@ -62,6 +62,13 @@ struct moe_model {
     int n_counted;    /* targets counted by the loss */
 };
 
+/* Arena allocation inside a function returning moe_status (needs `arena`). */
+#define ALLOC(ptr, count)                                                                          \
+    do {                                                                                           \
+        (ptr) = moe_arena_alloc(arena, (size_t)(count) * sizeof(*(ptr)));                          \
+        if (!(ptr)) return MOE_ERR_NOMEM;                                                          \
+    } while (0)
+
 int gpt_head_dim(const moe_model_config *c);
 int gpt_block_is_moe(const moe_model_config *c, int l);
 

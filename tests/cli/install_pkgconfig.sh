@@ -9,7 +9,8 @@ pc=$(find "$WORK/prefix" -name libmoe.pc | head -n1)
 export PKG_CONFIG_PATH=$(dirname "$pc")
 [ -f "$WORK/prefix/include/moe/moe.h" ] || fail "headers not installed"
 [ -x "$WORK/prefix/bin/moe" ] || fail "moe not installed"
-cc -std=c11 -Wall -Wextra -Werror examples/minimal.c $(pkg-config --cflags --libs libmoe) \
+# shellcheck disable=SC2086
+cc -std=c11 -Wall -Wextra -Werror ${MOE_EXTRA_CFLAGS:-} examples/minimal.c $(pkg-config --cflags --libs libmoe) \
   -o "$WORK/minimal"
 LD_LIBRARY_PATH=$(pkg-config --variable=libdir libmoe) "$WORK/minimal" > "$WORK/out"
 grep -q "abcd -> abcdefghabcd" "$WORK/out" || { cat "$WORK/out"; fail "the example did not learn"; }
