@@ -4,6 +4,14 @@
 
 #include "moe/moe.h"
 
+#define CLI_MAX_SETS 64
+
+/* The --set key=value options of one command line. */
+typedef struct cli_sets {
+    char *v[CLI_MAX_SETS]; /* "key=value" strings from argv */
+    int n;                 /* how many */
+} cli_sets;
+
 int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
@@ -13,25 +21,40 @@ int cmd_bench(int argc, char **argv);
 int cli_fail(const char *cmd, const char *what, moe_status st);
 /* Loads defaults, then --config FILE (if any), then each --set, then
  * validates. */
-int cli_load_config(const char *cmd, moe_run_config *cfg, const char *config_path, char **sets,
-                    int n_sets);
+int cli_load_config(const char *cmd, moe_run_config *cfg, const char *config_path,
+                    const cli_sets *sets);
+/* Applies each --set to cfg, then validates. */
+int cli_apply_sets(const char *cmd, moe_run_config *cfg, const cli_sets *sets);
 /* Progress line on a terminal, plain lines otherwise. */
 void cli_progress(const moe_train_progress *p, void *user);
 /* Loads the model stored in a checkpoint folder. */
 int cli_load_model(const char *cmd, const char *ckpt, moe_model **m);
-/* The run config of a checkpoint's run (ckpt/../../config.json), if there. */
-int cli_run_config_of(const char *ckpt, moe_run_config *cfg);
+/* The run config a checkpoint was trained with: the copy in its train.json,
+ * else its run directory's config.json (ckpt/../../config.json). Returns 0,
+ * or 1 after printing why neither could be read. */
+int cli_run_config_of(const char *cmd, const char *ckpt, moe_run_config *cfg);
 double cli_now(void);
 
-#define CLI_MAX_SETS 64
+typedef enum cli_kind {
+    CLI_FLAG,   /* int *dst set to 1 */
+    CLI_STRING, /* const char **dst */
+    CLI_INT,    /* int *dst, checked against [lo, hi] */
+    CLI_FLOAT,  /* float *dst, checked against [lo, hi] */
+    CLI_SETS,   /* cli_sets *dst, repeatable */
+} cli_kind;
 
-/* Numeric option values, checked: "moe <cmd>: --tokens wants an integer in
- * [0, 1000000], got 'abc'". Return 0, or 2 (the usage exit code). */
-int cli_int(const char *cmd, const char *opt, const char *text, long lo, long hi, int *out);
-int cli_float(const char *cmd, const char *opt, const char *text, double lo, double hi, float *out);
-/* Collects one --set; 2 when there are too many. */
-int cli_add_set(const char *cmd, char **sets, int *n, char *value);
-/* Message for getopt_long's '?' (unknown option or missing value). */
-int cli_usage_error(const char *cmd);
+/* One long option; a table ends with a zeroed entry. --help is implicit. */
+typedef struct cli_opt {
+    const char *name; /* without the leading "--" */
+    cli_kind kind;
+    void *dst;     /* where the value goes */
+    double lo, hi; /* numeric range */
+} cli_opt;
+
+#define CLI_CONTINUE (-1)
+/* Parses argv after the command name. Returns CLI_CONTINUE when the command
+ * should run, 0 after printing --help, 2 after a usage error (printed as
+ * "moe <cmd>: --tokens wants an integer in [0, 1e+06], got 'abc'"). */
+int cli_parse(const char *cmd, int argc, char **argv, const cli_opt *opts, void (*help)(void));
 
 #endif

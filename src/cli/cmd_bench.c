@@ -2,7 +2,6 @@
  * PyTorch twin in bench/ does (same sizes, AdamW, median step time). */
 #include "cli/cli.h"
 
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,40 +23,16 @@ static int cmp_double(const void *a, const void *b) {
 
 int cmd_bench(int argc, char **argv) {
     const char *config = NULL;
-    char *sets[CLI_MAX_SETS];
-    int n_sets = 0, steps = 8;
-    static const struct option options[] = {{"help", no_argument, 0, 'h'},
-                                            {"config", required_argument, 0, 'c'},
-                                            {"set", required_argument, 0, 's'},
-                                            {"steps", required_argument, 0, 'n'},
-                                            {0, 0, 0, 0}};
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "h", options, NULL)) != -1) {
-        switch (c) {
-        case 'h':
-            help();
-            return 0;
-        case 'c':
-            config = optarg;
-            break;
-        case 's':
-            if (cli_add_set("bench", sets, &n_sets, optarg)) return 2;
-            break;
-        case 'n':
-            if (cli_int("bench", "--steps", optarg, 3, 100000, &steps)) return 2;
-            break;
-        default:
-            return cli_usage_error("bench");
-        }
-    }
-    if (optind < argc) {
-        fprintf(stderr, "moe bench: unexpected argument '%s'\n", argv[optind]);
-        return cli_usage_error("bench");
-    }
-    if (steps < 3) steps = 3;
+    cli_sets sets = {0};
+    int steps = 8;
+    const cli_opt opts[] = {{"config", CLI_STRING, &config, 0, 0},
+                            {"set", CLI_SETS, &sets, 0, 0},
+                            {"steps", CLI_INT, &steps, 3, 100000},
+                            {0}};
+    int rc = cli_parse("bench", argc, argv, opts, help);
+    if (rc != CLI_CONTINUE) return rc;
     moe_run_config cfg;
-    if (cli_load_config("bench", &cfg, config, sets, n_sets)) return 1;
+    if (cli_load_config("bench", &cfg, config, &sets)) return 1;
     if (cfg.train.threads > 0) moe_set_threads(cfg.train.threads);
     const moe_train_config *t = &cfg.train;
     int B = t->batch_size, T = t->seq_len, V = cfg.model.vocab_size;

@@ -2,7 +2,6 @@
  * FLOPs, throughput, generation latency) of a checkpoint, as JSON. */
 #include "cli/cli.h"
 
-#include <getopt.h>
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
@@ -22,51 +21,26 @@ static void help(void) {
 
 int cmd_eval(int argc, char **argv) {
     const char *ckpt = NULL, *out = NULL;
-    char *sets[CLI_MAX_SETS];
-    int n_sets = 0, batches = 0;
-    static const struct option options[] = {
-        {"help", no_argument, 0, 'h'},          {"checkpoint", required_argument, 0, 'c'},
-        {"batches", required_argument, 0, 'b'}, {"out", required_argument, 0, 'o'},
-        {"set", required_argument, 0, 's'},     {0, 0, 0, 0}};
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "h", options, NULL)) != -1) {
-        switch (c) {
-        case 'h':
-            help();
-            return 0;
-        case 'c':
-            ckpt = optarg;
-            break;
-        case 'b':
-            if (cli_int("eval", "--batches", optarg, 1, 1000000, &batches)) return 2;
-            break;
-        case 'o':
-            out = optarg;
-            break;
-        case 's':
-            if (cli_add_set("eval", sets, &n_sets, optarg)) return 2;
-            break;
-        default:
-            return cli_usage_error("eval");
-        }
-    }
-    if (optind < argc) {
-        fprintf(stderr, "moe eval: unexpected argument '%s'\n", argv[optind]);
-        return cli_usage_error("eval");
-    }
+    cli_sets sets = {0};
+    int batches = 0;
+    const cli_opt opts[] = {{"checkpoint", CLI_STRING, &ckpt, 0, 0},
+                            {"batches", CLI_INT, &batches, 1, 1000000},
+                            {"out", CLI_STRING, &out, 0, 0},
+                            {"set", CLI_SETS, &sets, 0, 0},
+                            {0}};
+    int rc = cli_parse("eval", argc, argv, opts, help);
+    if (rc != CLI_CONTINUE) return rc;
     if (!ckpt) {
         fprintf(stderr, "moe eval: --checkpoint DIR is required (see --help)\n");
         return 2;
     }
-    moe_run_config cfg;
-    if (cli_run_config_of(ckpt, &cfg) != 0) moe_config_defaults(&cfg);
-    for (int i = 0; i < n_sets; i++) {
-        moe_status st = moe_config_set(&cfg, sets[i]);
-        if (st != MOE_OK) return cli_fail("eval", "bad --set", st);
-    }
     moe_model *m = NULL;
     if (cli_load_model("eval", ckpt, &m)) return 1;
+    moe_run_config cfg; /* data and batch shape of the run it came from */
+    if (cli_run_config_of("eval", ckpt, &cfg) || cli_apply_sets("eval", &cfg, &sets)) {
+        moe_model_free(m);
+        return 1;
+    }
     const moe_model_config *mc = moe_model_config_of(m);
     int B = cfg.train.batch_size, T = cfg.train.seq_len;
     if (T > mc->max_seq_len) T = mc->max_seq_len;

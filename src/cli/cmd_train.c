@@ -1,7 +1,6 @@
 /* moe train: train a model from a config, or continue a checkpoint. */
 #include "cli/cli.h"
 
-#include <getopt.h>
 #include <libgen.h>
 #include <math.h>
 #include <limits.h>
@@ -35,36 +34,20 @@ static void help(void) {
            "Ctrl-C stops after the current step and saves a checkpoint.\n");
 }
 
-/* The config of a resumed run: the one stored in the checkpoint (or --config),
- * with --set applied. The run continues in the checkpoint's run directory
- * when it is one (runs/<run>/checkpoints/<ckpt>), else in a new one. */
-static int resume_config(const char *ckpt, const char *config, char **sets, int n_sets,
+/* The config of a resumed run: --config, or the one the checkpoint was
+ * trained with, then --set. The run continues in the checkpoint's run
+ * directory when it is one (runs/<run>/checkpoints/<ckpt>), else in a new
+ * one. */
+static int resume_config(const char *ckpt, const char *config, const cli_sets *sets,
                          moe_run_config *cfg, char *run_dir, size_t cap) {
     char real[PATH_MAX], probe[PATH_MAX + 32];
     if (!realpath(ckpt, real)) {
         fprintf(stderr, "moe train: --resume %s: no such checkpoint folder\n", ckpt);
         return 1;
     }
-    char *stored = NULL;
-    if (!config) {
-        moe_status st = moe_checkpoint_read_run_config(real, &stored);
-        if (st != MOE_OK) return cli_fail("train", "cannot resume", st);
-        if (!stored) {
-            fprintf(stderr,
-                    "moe train: --resume %s: the checkpoint holds no run config; give "
-                    "--config FILE\n",
-                    ckpt);
-            return 1;
-        }
-    }
-    moe_config_defaults(cfg);
-    moe_status st = config ? moe_config_load(cfg, config) : moe_config_from_json(cfg, stored, ckpt);
-    free(stored);
-    if (st != MOE_OK) return cli_fail("train", "bad config", st);
-    for (int i = 0; i < n_sets; i++)
-        if ((st = moe_config_set(cfg, sets[i])) != MOE_OK)
-            return cli_fail("train", "bad --set", st);
-    if ((st = moe_config_validate(cfg)) != MOE_OK) return cli_fail("train", "bad config", st);
+    if (config ? cli_load_config("train", cfg, config, sets)
+               : (cli_run_config_of("train", real, cfg) || cli_apply_sets("train", cfg, sets)))
+        return 1;
     snprintf(run_dir, cap, "%s", dirname(dirname(real)));
     snprintf(probe, sizeof probe, "%s/metrics.jsonl", run_dir);
     if (access(probe, F_OK) != 0) run_dir[0] = 0; /* not a run directory: start a new one */
@@ -73,45 +56,16 @@ static int resume_config(const char *ckpt, const char *config, char **sets, int 
 
 int cmd_train(int argc, char **argv) {
     const char *config = NULL, *resume = NULL;
-    char *sets[CLI_MAX_SETS];
-    int n_sets = 0, quiet = 0, print_config = 0;
-    static const struct option options[] = {{"help", no_argument, 0, 'h'},
-                                            {"config", required_argument, 0, 'c'},
-                                            {"resume", required_argument, 0, 'r'},
-                                            {"set", required_argument, 0, 's'},
-                                            {"quiet", no_argument, 0, 'q'},
-                                            {"print-config", no_argument, 0, 'p'},
-                                            {0, 0, 0, 0}};
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "h", options, NULL)) != -1) {
-        switch (c) {
-        case 'h':
-            help();
-            return 0;
-        case 'c':
-            config = optarg;
-            break;
-        case 'r':
-            resume = optarg;
-            break;
-        case 's':
-            if (cli_add_set("train", sets, &n_sets, optarg)) return 2;
-            break;
-        case 'q':
-            quiet = 1;
-            break;
-        case 'p':
-            print_config = 1;
-            break;
-        default:
-            return cli_usage_error("train");
-        }
-    }
-    if (optind < argc) {
-        fprintf(stderr, "moe train: unexpected argument '%s'\n", argv[optind]);
-        return cli_usage_error("train");
-    }
+    cli_sets sets = {0};
+    int quiet = 0, print_config = 0;
+    const cli_opt opts[] = {{"config", CLI_STRING, &config, 0, 0},
+                            {"resume", CLI_STRING, &resume, 0, 0},
+                            {"set", CLI_SETS, &sets, 0, 0},
+                            {"quiet", CLI_FLAG, &quiet, 0, 0},
+                            {"print-config", CLI_FLAG, &print_config, 0, 0},
+                            {0}};
+    int rc = cli_parse("train", argc, argv, opts, help);
+    if (rc != CLI_CONTINUE) return rc;
     if (!config && !resume && !print_config) {
         fprintf(stderr, "moe train: give --config FILE or --resume CHECKPOINT (see --help)\n");
         return 2;
@@ -119,8 +73,8 @@ int cmd_train(int argc, char **argv) {
     moe_run_config cfg;
     char run_dir[PATH_MAX] = "";
     if (resume) {
-        if (resume_config(resume, config, sets, n_sets, &cfg, run_dir, sizeof run_dir)) return 1;
-    } else if (cli_load_config("train", &cfg, config, sets, n_sets)) {
+        if (resume_config(resume, config, &sets, &cfg, run_dir, sizeof run_dir)) return 1;
+    } else if (cli_load_config("train", &cfg, config, &sets)) {
         return 1;
     }
     if (print_config) {
@@ -131,10 +85,10 @@ int cmd_train(int argc, char **argv) {
         return 0;
     }
     signal(SIGINT, on_sigint);
-    moe_train_opts opts = {resume, run_dir[0] ? run_dir : NULL, quiet ? NULL : cli_progress, NULL,
-                           &stop_requested};
+    moe_train_opts train_opts = {resume, run_dir[0] ? run_dir : NULL, quiet ? NULL : cli_progress,
+                                 NULL, &stop_requested};
     moe_train_result r;
-    moe_status st = moe_train_run(&cfg, &opts, &r);
+    moe_status st = moe_train_run(&cfg, &train_opts, &r);
     if (!quiet) fprintf(stderr, "\n");
     if (st != MOE_OK) {
         cli_fail("train", "training failed", st);

@@ -21,16 +21,21 @@ int cli_fail(const char *cmd, const char *what, moe_status st) {
     return 1;
 }
 
-int cli_load_config(const char *cmd, moe_run_config *cfg, const char *config_path, char **sets,
-                    int n_sets) {
+int cli_apply_sets(const char *cmd, moe_run_config *cfg, const cli_sets *sets) {
+    moe_status st;
+    for (int i = 0; i < sets->n; i++)
+        if ((st = moe_config_set(cfg, sets->v[i])) != MOE_OK) return cli_fail(cmd, "bad --set", st);
+    if ((st = moe_config_validate(cfg)) != MOE_OK) return cli_fail(cmd, "bad config", st);
+    return 0;
+}
+
+int cli_load_config(const char *cmd, moe_run_config *cfg, const char *config_path,
+                    const cli_sets *sets) {
     moe_config_defaults(cfg);
     moe_status st;
     if (config_path && (st = moe_config_load(cfg, config_path)) != MOE_OK)
         return cli_fail(cmd, "bad config", st);
-    for (int i = 0; i < n_sets; i++)
-        if ((st = moe_config_set(cfg, sets[i])) != MOE_OK) return cli_fail(cmd, "bad --set", st);
-    if ((st = moe_config_validate(cfg)) != MOE_OK) return cli_fail(cmd, "bad config", st);
-    return 0;
+    return cli_apply_sets(cmd, cfg, sets);
 }
 
 static void fmt_duration(char *buf, size_t n, double s) {
@@ -83,52 +88,26 @@ int cli_load_model(const char *cmd, const char *ckpt, moe_model **m) {
     return 0;
 }
 
-int cli_run_config_of(const char *ckpt, moe_run_config *cfg) {
-    char real[PATH_MAX], path[PATH_MAX + 32];
-    if (!realpath(ckpt, real)) return -1;
-    snprintf(path, sizeof path, "%s/../../config.json", real);
+int cli_run_config_of(const char *cmd, const char *ckpt, moe_run_config *cfg) {
+    char *stored = NULL;
     moe_config_defaults(cfg);
-    if (access(path, R_OK) != 0) return -1;
-    return moe_config_load(cfg, path) == MOE_OK ? 0 : -1;
-}
-
-int cli_int(const char *cmd, const char *opt, const char *text, long lo, long hi, int *out) {
-    char *end;
-    errno = 0;
-    long v = strtol(text, &end, 10);
-    if (errno || end == text || *end || v < lo || v > hi) {
-        fprintf(stderr, "moe %s: %s wants an integer in [%ld, %ld], got '%s'\n", cmd, opt, lo, hi,
-                text);
-        return 2;
+    moe_status st = moe_checkpoint_read_run_config(ckpt, &stored);
+    if (st != MOE_OK) return cli_fail(cmd, "cannot read checkpoint", st);
+    if (stored) {
+        st = moe_config_from_json(cfg, stored, ckpt);
+        free(stored);
+    } else { /* a checkpoint written without its run config */
+        char real[PATH_MAX], path[PATH_MAX + 32];
+        if (!realpath(ckpt, real)) return cli_fail(cmd, "cannot read checkpoint", MOE_ERR_IO);
+        snprintf(path, sizeof path, "%s/../../config.json", real);
+        if (access(path, R_OK) != 0) {
+            fprintf(stderr,
+                    "moe %s: %s holds no run config and is not in a run directory; "
+                    "give --config FILE\n",
+                    cmd, ckpt);
+            return 1;
+        }
+        st = moe_config_load(cfg, path);
     }
-    *out = (int)v;
-    return 0;
-}
-
-int cli_float(const char *cmd, const char *opt, const char *text, double lo, double hi,
-              float *out) {
-    char *end;
-    errno = 0;
-    double v = strtod(text, &end);
-    if (errno || end == text || *end || !(v >= lo && v <= hi)) {
-        fprintf(stderr, "moe %s: %s wants a number in [%g, %g], got '%s'\n", cmd, opt, lo, hi,
-                text);
-        return 2;
-    }
-    *out = (float)v;
-    return 0;
-}
-
-int cli_add_set(const char *cmd, char **sets, int *n, char *value) {
-    if (*n >= CLI_MAX_SETS) {
-        fprintf(stderr, "moe %s: more than %d --set options\n", cmd, CLI_MAX_SETS);
-        return 2;
-    }
-    sets[(*n)++] = value;
-    return 0;
-}
-
-int cli_usage_error(const char *cmd) {
-    fprintf(stderr, "moe %s: see 'moe %s --help'\n", cmd, cmd);
-    return 2;
+    return st == MOE_OK ? 0 : cli_fail(cmd, "bad stored config", st);
 }
