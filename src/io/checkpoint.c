@@ -22,13 +22,6 @@
 #define TRAIN_FORMAT "libmoe-train-state"
 #define TRAIN_VERSION 1
 
-/* Names stored in train.json; checked against the loading optimizer. */
-static const char *optim_kind_name(moe_optim_kind k) {
-    static const char *names[] = {"sgd",     "adam",     "adamw", "rmsprop",
-                                  "adagrad", "adadelta", "adamax"};
-    return (unsigned)k < sizeof names / sizeof names[0] ? names[k] : "unknown";
-}
-
 /* Tensor-name suffix of optimizer slot s (torch's names for Adam/AdamW). */
 static void slot_suffix(char *buf, size_t cap, moe_optim_kind k, int s) {
     if ((k == MOE_OPT_ADAM || k == MOE_OPT_ADAMW) && s < 2)
@@ -92,7 +85,7 @@ static char *train_json(const moe_optim *opt, const moe_train_state *st) {
     }
     if (opt) {
         cJSON *o = cJSON_AddObjectToObject(r, "optimizer");
-        cJSON_AddStringToObject(o, "kind", optim_kind_name(opt->cfg.kind));
+        cJSON_AddStringToObject(o, "kind", moe_optim_name(opt->cfg.kind));
         cJSON_AddNumberToObject(o, "step", (double)opt->step);
         cJSON_AddNumberToObject(o, "n", (double)opt->n);
         cJSON_AddNumberToObject(o, "n_slots", opt->n_slots);
@@ -125,7 +118,7 @@ static moe_status write_all(const char *tmp, const char *config, const moe_param
         moe_param_table ot;
         s = optim_table(&ot, t, opt);
         if (s != MOE_OK) return s;
-        const char *ometa[] = {"producer", "libmoe", "optimizer", optim_kind_name(opt->cfg.kind),
+        const char *ometa[] = {"producer", "libmoe", "optimizer", moe_optim_name(opt->cfg.kind),
                                NULL};
         p = fs_printf("%s/optimizer.safetensors", tmp);
         s = p ? moe_st_save(p, &ot, opt->state, ometa) : MOE_ERR_NOMEM;
@@ -366,7 +359,7 @@ static moe_status check_optimizer(const char *dir, const cJSON *tj, const moe_op
                          "checkpoint %s: train.json \"optimizer\" needs kind, n, "
                          "n_slots and step",
                          dir);
-    const char *want = optim_kind_name(opt->cfg.kind);
+    const char *want = moe_optim_name(opt->cfg.kind);
     if (strcmp(kind->valuestring, want) != 0)
         return moe_error(MOE_ERR_INVALID,
                          "checkpoint %s: saved with optimizer %s but resuming "

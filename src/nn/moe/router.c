@@ -39,14 +39,10 @@ static void route_token(moe_layer_cache *c, const moe_layer_config *cfg, int t) 
     moe_real *s = c->scores + (size_t)t * E;
     int *ch = c->chosen + (size_t)t * k;
     moe_real *w = c->weights + (size_t)t * k;
-    double mx = l[0];
-    for (int e = 1; e < E; e++) mx = l[e] > mx ? l[e] : mx;
-    double sum = exp(l[0] - mx); /* >= 1: the max's own term */
-    for (int e = 1; e < E; e++) sum += exp(l[e] - mx);
-    double lse = mx + log(sum);
-    c->lse[t] = (moe_real)lse;
-    for (int e = 0; e < E; e++)
-        s[e] = (moe_real)(cfg->score == MOE_SCORE_SOFTMAX ? exp(l[e] - lse) : sigmoid(l[e]));
+    /* the logsumexp also feeds the z-loss, for sigmoid routers too */
+    c->lse[t] = (moe_real)softmax_row(s, l, E);
+    if (cfg->score == MOE_SCORE_SIGMOID)
+        for (int e = 0; e < E; e++) s[e] = (moe_real)sigmoid(l[e]);
 
     if (cfg->routing == MOE_ROUTE_ROUND_ROBIN) {
         for (int j = 0; j < k; j++) {
