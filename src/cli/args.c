@@ -52,7 +52,7 @@ static int store(const char *cmd, const cli_opt *o, char *value) {
 int cli_parse(const char *cmd, int argc, char **argv, const cli_opt *opts, void (*help)(void)) {
     struct option longs[CLI_MAX_OPTS + 2];
     int n = 0;
-    for (; opts[n].name && n < CLI_MAX_OPTS; n++)
+    for (; n < CLI_MAX_OPTS && opts[n].name; n++)
         longs[n] = (struct option){
             opts[n].name, opts[n].kind == CLI_FLAG ? no_argument : required_argument, NULL, n};
     longs[n++] = (struct option){"help", no_argument, NULL, 'h'};
