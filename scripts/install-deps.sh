@@ -1,24 +1,37 @@
 #!/usr/bin/env bash
-# Installs the Debian packages libmoe needs, only when some are missing.
+# Installs what libmoe needs, only what is missing: Debian packages, then the
+# npm packages of package-lock.json (plotly.js for reports, playwright-core
+# for the browser test) into node_modules/.
 # Usage: scripts/install-deps.sh [--with-torch]
-#   --with-torch  also install python3-torch (the PyTorch reference for tests/bench)
+#   --with-torch  also what the tests need: python3-torch (the PyTorch
+#                 reference), prometheus (promtool and a real server) and
+#                 chromium (the report's browser test)
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
-pkgs=(build-essential cmake pkg-config libopenblas-openmp-dev libcjson-dev clang-format cppcheck
-      libcmocka-dev bible-kjv)
+pkgs=(build-essential cmake pkg-config libopenblas-openmp-dev libcjson-dev libmicrohttpd-dev
+      clang-format cppcheck libcmocka-dev bible-kjv)
 if [ "${1:-}" = "--with-torch" ]; then
-  pkgs+=(python3-torch python3-numpy)
+  pkgs+=(python3-torch python3-numpy prometheus chromium)
 fi
+command -v npm >/dev/null || pkgs+=(nodejs npm)
 
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-deps: installing ${missing[*]}"
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
 
-echo "install-deps: installing ${missing[*]}"
-SUDO=""
-[ "$(id -u)" -ne 0 ] && SUDO="sudo"
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+# npm ci only when package-lock.json changed since the last install
+stamp=node_modules/.package-lock.json
+if [ ! -f "$stamp" ] || [ package-lock.json -nt "$stamp" ]; then
+  echo "install-deps: npm ci (plotly.js-dist-min, playwright-core)"
+  npm ci --no-audit --no-fund --loglevel=error
+fi

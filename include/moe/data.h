@@ -35,6 +35,22 @@ void moe_corpus_train_batch(const moe_corpus *c, int B, int T, moe_rng *rng, int
 void moe_corpus_val_batch(const moe_corpus *c, int B, int T, int i, int n_batches, int32_t *x,
                           int32_t *y);
 
+/* Labelled stretches of a corpus, for routing analysis (routing.json): the
+ * Bible's six divisions (Law, History, Wisdom, Prophets, Gospels & Acts,
+ * Epistles & Revelation), found by their first verse. Other corpora have
+ * none (n = 0). */
+#define MOE_MAX_TOPICS 8
+typedef struct moe_topics {
+    int n;
+    char name[MOE_MAX_TOPICS][32];
+    size_t begin[MOE_MAX_TOPICS], end[MOE_MAX_TOPICS]; /* byte range in the corpus */
+} moe_topics;
+
+moe_status moe_corpus_topics(const moe_corpus *c, const moe_data_config *cfg, moe_topics *t);
+/* Window i of n_windows of T tokens, spread evenly over topic `topic`. */
+void moe_topics_window(const moe_corpus *c, const moe_topics *t, int topic, int i, int n_windows,
+                       int T, int32_t *x);
+
 #ifdef __cplusplus
 }
 #endif

@@ -87,6 +87,10 @@ typedef struct moe_layer_stats {
     int n_pairs;           /* T * k */
     int n_dropped;         /* pairs over capacity */
     int *expert_tokens;    /* [E] pairs kept per expert */
+    int top_k;             /* k */
+    const int *chosen;     /* [T, k] experts of each token, best first */
+    const moe_real *gate;  /* [T, k] their routing weights */
+    const int *kept_pair;  /* [T * k] >= 0 when the pair was kept, -1 when dropped */
     moe_real *mean_prob;   /* [E] mean router probability P_i */
     double router_entropy; /* mean over tokens of -sum p log p (nats) */
     double aux_switch;     /* each auxiliary loss, unweighted */

@@ -11,6 +11,8 @@
 #include "moe/data.h"
 #include "moe/safetensors.h"
 #include "moe/checkpoint.h"
+#include "moe/obs.h"
 #include "moe/train.h"
+#include "moe/report.h"
 
 #endif

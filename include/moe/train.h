@@ -9,6 +9,7 @@
 #include "moe/core.h"
 #include "moe/data.h"
 #include "moe/model.h"
+#include "moe/obs.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -16,42 +17,52 @@ extern "C" {
 
 /* What the loop reports to its caller (the CLI draws the progress line). */
 typedef struct moe_train_progress {
-    int is_eval;          /* 1: an evaluation just finished */
-    long step;            /* optimizer steps done */
-    long total_steps;     /* planned */
-    double loss;          /* training loss (ce + aux) of the last step */
-    double ce;            /* its cross-entropy part */
-    double aux;           /* its auxiliary part */
-    double lr;            /* learning rate used */
-    double grad_norm;     /* global norm before clipping */
-    double tokens_per_s;  /* training throughput since start of this process */
-    double elapsed_s;     /* wall time since start of this process */
-    double eta_s;         /* estimated time left */
-    double balance_cv;    /* mean over MoE layers of the coefficient of variation of expert load */
-    double max_over_mean; /* worst MoE layer: busiest expert's load / mean load */
-    double val_loss;      /* evaluations: mean validation cross-entropy */
-    double val_ppl;       /* exp(val_loss) */
+    int is_eval;           /* 1: an evaluation just finished */
+    long step;             /* optimizer steps done */
+    long total_steps;      /* planned */
+    double epoch;          /* passes over the training tokens */
+    double loss;           /* training loss (ce + aux) of the last step */
+    double ce;             /* its cross-entropy part */
+    double aux;            /* its auxiliary part */
+    double lr;             /* learning rate used */
+    double grad_norm;      /* global norm before clipping */
+    double tokens_per_s;   /* training throughput since start of this process */
+    double examples_per_s; /* sequences per second, same basis */
+    long alerts;           /* alerts raised by this process */
+    double elapsed_s;      /* wall time since start of this process */
+    double eta_s;          /* estimated time left */
+    double balance_cv;     /* mean over MoE layers of the coefficient of variation of expert load */
+    double max_over_mean;  /* worst MoE layer: busiest expert's load / mean load */
+    double val_loss;       /* evaluations: mean validation cross-entropy */
+    double val_ppl;        /* exp(val_loss) */
 } moe_train_progress;
 
 typedef void (*moe_progress_fn)(const moe_train_progress *p, void *user);
+/* An alert as it starts ("step 120: layer 1 expert 3 starved: ..."); it is
+ * also in metrics.jsonl and the alerts_total metric. */
+typedef void (*moe_alert_fn)(const char *message, void *user);
 
 typedef struct moe_train_opts {
     const char *resume_dir;   /* checkpoint folder to continue from, or NULL */
     const char *run_dir;      /* use this run directory instead of a new one, or NULL */
     moe_progress_fn progress; /* called every log step and after each evaluation */
-    void *user;               /* passed to progress */
+    moe_alert_fn alert;       /* called for every alert, or NULL */
+    void *user;               /* passed to progress and alert */
+    moe_registry *registry;   /* metrics go here (e.g. one served over HTTP), or NULL for a
+                                 private registry; families are declared by the trainer */
     volatile int *stop;       /* set non-zero (e.g. on SIGINT) to stop after the step */
 } moe_train_opts;
 
 /* The outcome, also written to results.json. */
 typedef struct moe_train_result {
-    char run_dir[512];     /* where everything was written */
-    long steps;            /* optimizer steps done in total */
-    double final_val_loss; /* last evaluation */
-    double best_val_loss;  /* best evaluation */
-    double tokens_per_s;   /* throughput of this process */
-    char stop_reason[32];  /* "completed", "early_stop", "time_budget", "interrupted" */
-    char sample[2048];     /* text generated from train.sample_prompt at the end */
+    char run_dir[512];      /* where everything was written */
+    long steps;             /* optimizer steps done in total */
+    double final_val_loss;  /* last evaluation */
+    double best_val_loss;   /* best evaluation */
+    double tokens_per_s;    /* throughput of this process */
+    char stop_reason[32];   /* "completed", "early_stop", "time_budget", "interrupted" */
+    char sample[2048];      /* text generated from train.sample_prompt at the end */
+    char report_error[512]; /* why report.html could not be written ("" when it was) */
 } moe_train_result;
 
 moe_status moe_train_run(const moe_run_config *cfg, const moe_train_opts *opts,
@@ -60,6 +71,13 @@ moe_status moe_train_run(const moe_run_config *cfg, const moe_train_opts *opts,
 /* Mean validation cross-entropy of a model over n_batches fixed batches. */
 moe_status moe_eval_lm(moe_model *m, const moe_corpus *c, int B, int T, int n_batches,
                        moe_arena *arena, double *val_loss);
+
+/* routing.json (docs/monitoring.md): `windows` windows of T tokens per
+ * topic and the first sample_tokens validation tokens routed through m
+ * without training; *json is malloc'd. Uses (and resets) arena. */
+moe_status moe_routing_probe(moe_model *m, const moe_corpus *c, const moe_topics *topics, int T,
+                             int windows, int sample_tokens, moe_arena *arena, long step,
+                             char **json);
 
 /* Load balance of one forward's routing: coefficient of variation of the
  * pairs per expert, and busiest / mean. */

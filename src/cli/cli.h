@@ -27,6 +27,8 @@ int cli_load_config(const char *cmd, moe_run_config *cfg, const char *config_pat
 int cli_apply_sets(const char *cmd, moe_run_config *cfg, const cli_sets *sets);
 /* Progress line on a terminal, plain lines otherwise. */
 void cli_progress(const moe_train_progress *p, void *user);
+/* An alert on its own stderr line ("alert: step 120: ..."). */
+void cli_alert(const char *message, void *user);
 /* Loads the model stored in a checkpoint folder. */
 int cli_load_model(const char *cmd, const char *ckpt, moe_model **m);
 /* The run config a checkpoint was trained with: the copy in its train.json,

@@ -16,18 +16,58 @@ static void help(void) {
            "inference FLOPs per token, evaluation tokens/s and generation ms/token.\n\n"
            "  --checkpoint DIR   e.g. runs/<run>/checkpoints/latest\n"
            "  --batches N        validation batches (default: train.eval_batches)\n"
-           "  --out FILE         also write the JSON there\n");
+           "  --out FILE         also write the JSON there\n"
+           "  --prometheus FILE  also write the numbers as Prometheus metrics (text\n"
+           "                     exposition, e.g. for node_exporter's textfile collector)\n");
+}
+
+/* The evaluation as Prometheus metrics, through the same registry the
+ * trainer uses. */
+static moe_status write_prometheus(const char *path, const cJSON *o) {
+    static const struct {
+        const char *json, *metric, *help;
+        double scale; /* to base units */
+    } rows[] = {
+        {"val_loss", "eval_val_loss", "Mean validation cross-entropy.", 1},
+        {"val_ppl", "eval_val_perplexity", "exp(val_loss).", 1},
+        {"params", "model_params", "Parameters in total.", 1},
+        {"active_params", "model_active_params", "Parameters a token touches.", 1},
+        {"forward_flops_per_token", "model_forward_flops_per_token", "Forward FLOPs per token.", 1},
+        {"all_experts_forward_flops_per_token", "model_dense_forward_flops_per_token",
+         "Forward FLOPs per token with every expert on every token.", 1},
+        {"eval_tokens_per_s", "eval_tokens_per_second", "Evaluation throughput.", 1},
+        {"generate_ms_per_token", "generate_seconds_per_token", "Greedy decoding latency.", 1e-3},
+    };
+    moe_registry *reg = NULL;
+    moe_status st = moe_registry_create(&reg, "moe");
+    for (size_t i = 0; st == MOE_OK && i < sizeof rows / sizeof rows[0]; i++) {
+        moe_metric *m;
+        st = moe_registry_declare(reg, rows[i].metric, MOE_METRIC_GAUGE, rows[i].help, NULL, NULL,
+                                  0, &m);
+        if (st == MOE_OK)
+            st = moe_metric_set(m, NULL,
+                                cJSON_GetObjectItem(o, rows[i].json)->valuedouble * rows[i].scale);
+    }
+    char *text = NULL;
+    if (st == MOE_OK) st = moe_registry_render_prometheus(reg, &text);
+    if (st == MOE_OK) {
+        FILE *fp = fopen(path, "w");
+        if (!fp || fputs(text, fp) < 0 || fclose(fp) != 0)
+            st = moe_error(MOE_ERR_IO, "cannot write %s", path);
+    }
+    free(text);
+    moe_registry_free(reg);
+    return st;
 }
 
 int cmd_eval(int argc, char **argv) {
-    const char *ckpt = NULL, *out = NULL;
+    const char *ckpt = NULL, *out = NULL, *prom = NULL;
     cli_sets sets = {0};
     int batches = 0;
-    const cli_opt opts[] = {{"checkpoint", CLI_STRING, &ckpt, 0, 0},
-                            {"batches", CLI_INT, &batches, 1, 1000000},
-                            {"out", CLI_STRING, &out, 0, 0},
-                            {"set", CLI_SETS, &sets, 0, 0},
-                            {0}};
+    const cli_opt opts[] = {
+        {"checkpoint", CLI_STRING, &ckpt, 0, 0}, {"batches", CLI_INT, &batches, 1, 1000000},
+        {"out", CLI_STRING, &out, 0, 0},         {"prometheus", CLI_STRING, &prom, 0, 0},
+        {"set", CLI_SETS, &sets, 0, 0},          {0}};
     int rc = cli_parse("eval", argc, argv, opts, help);
     if (rc != CLI_CONTINUE) return rc;
     if (!ckpt) {
@@ -97,6 +137,8 @@ int cmd_eval(int argc, char **argv) {
             st = MOE_ERR_IO;
         }
     }
+    if (prom && st == MOE_OK && (st = write_prometheus(prom, o)) != MOE_OK)
+        cli_fail("eval", "--prometheus", st);
     free(s);
     cJSON_Delete(o);
     moe_corpus_free(&corpus);

@@ -22,14 +22,18 @@ static void help(void) {
            "       moe train --resume CHECKPOINT [--set key=value ...]\n\n"
            "Trains the model a JSON config describes (configs/*.json; every key has a\n"
            "default, see docs/config.md) and writes runs/<name>-<UTC time>/ with\n"
-           "config.json, metrics.jsonl, results.json and checkpoints/.\n\n"
+           "config.json, metrics.jsonl, routing.json, report.html, results.json and\n"
+           "checkpoints/ (docs/monitoring.md).\n\n"
            "  --config FILE      JSON config ({\"name\", \"model\", \"train\", \"data\"})\n"
            "  --set key=value    override one key, e.g. --set train.steps=100\n"
            "                     --set model.moe.top_k=1 (repeatable)\n"
            "  --resume DIR       continue from a checkpoint folder, e.g.\n"
            "                     runs/<run>/checkpoints/latest; the run's config.json is\n"
            "                     used and the run directory continues\n"
-           "  --quiet            no progress line\n"
+           "  --metrics-port N   serve Prometheus metrics at http://127.0.0.1:N/metrics\n"
+           "                     while training (0: a free port, printed)\n"
+           "  --metrics-all-interfaces  listen on every interface, not just 127.0.0.1\n"
+           "  --quiet            no progress line (alerts are still printed)\n"
            "  --print-config     print the resolved config (defaults, file, --set) and exit\n"
            "Ctrl-C stops after the current step and saves a checkpoint.\n");
 }
@@ -54,15 +58,32 @@ static int resume_config(const char *ckpt, const char *config, const cli_sets *s
     return 0;
 }
 
+/* A registry served over HTTP for the run; the port goes to stderr so a
+ * user (or a test) asking for port 0 learns which one it got. */
+static int start_metrics(int port, int all, moe_registry **reg, moe_metrics_server **server) {
+    moe_status st = moe_registry_create(reg, "moe");
+    if (st != MOE_OK) return cli_fail("train", "metrics", st);
+    int bound = 0;
+    st = moe_metrics_server_start(server, *reg, port, all, &bound);
+    if (st != MOE_OK) {
+        moe_registry_free(*reg);
+        return cli_fail("train", "--metrics-port", st);
+    }
+    fprintf(stderr, "metrics: http://%s:%d/metrics\n", all ? "0.0.0.0" : "127.0.0.1", bound);
+    return 0;
+}
+
 int cmd_train(int argc, char **argv) {
     const char *config = NULL, *resume = NULL;
     cli_sets sets = {0};
-    int quiet = 0, print_config = 0;
+    int quiet = 0, print_config = 0, metrics_port = -1, metrics_all = 0;
     const cli_opt opts[] = {{"config", CLI_STRING, &config, 0, 0},
                             {"resume", CLI_STRING, &resume, 0, 0},
                             {"set", CLI_SETS, &sets, 0, 0},
                             {"quiet", CLI_FLAG, &quiet, 0, 0},
                             {"print-config", CLI_FLAG, &print_config, 0, 0},
+                            {"metrics-port", CLI_INT, &metrics_port, 0, 65535},
+                            {"metrics-all-interfaces", CLI_FLAG, &metrics_all, 0, 0},
                             {0}};
     int rc = cli_parse("train", argc, argv, opts, help);
     if (rc != CLI_CONTINUE) return rc;
@@ -84,12 +105,21 @@ int cmd_train(int argc, char **argv) {
         free(json);
         return 0;
     }
+    moe_registry *reg = NULL;
+    moe_metrics_server *server = NULL;
+    if (metrics_port >= 0 && start_metrics(metrics_port, metrics_all, &reg, &server)) return 1;
     signal(SIGINT, on_sigint);
-    moe_train_opts train_opts = {resume, run_dir[0] ? run_dir : NULL, quiet ? NULL : cli_progress,
-                                 NULL, &stop_requested};
+    moe_train_opts train_opts = {.resume_dir = resume,
+                                 .run_dir = run_dir[0] ? run_dir : NULL,
+                                 .progress = quiet ? NULL : cli_progress,
+                                 .alert = cli_alert,
+                                 .stop = &stop_requested,
+                                 .registry = reg};
     moe_train_result r;
     moe_status st = moe_train_run(&cfg, &train_opts, &r);
     if (!quiet) fprintf(stderr, "\n");
+    moe_metrics_server_stop(server);
+    moe_registry_free(reg);
     if (st != MOE_OK) {
         cli_fail("train", "training failed", st);
         if (r.run_dir[0]) fprintf(stderr, "run directory: %s\n", r.run_dir);
@@ -100,5 +130,9 @@ int cmd_train(int argc, char **argv) {
            r.run_dir, r.steps, r.stop_reason, r.final_val_loss, exp(r.final_val_loss),
            r.best_val_loss, r.tokens_per_s);
     if (r.sample[0]) printf("sample:\n%s\n", r.sample);
+    if (r.report_error[0])
+        fprintf(stderr, "moe train: report.html not written: %s\n", r.report_error);
+    else
+        printf("report: %s/report.html\n", r.run_dir);
     return 0;
 }

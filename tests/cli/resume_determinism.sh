@@ -5,7 +5,7 @@ source "$(dirname "$0")/lib.bash"
 common=(--config configs/tiny.json --set train.steps=20 --set train.log_every=1
         --set train.checkpoint_every=10 --set train.eval_every=10 --set train.sample_tokens=0
         --quiet)
-losses() { $PY -c "import json,sys; print(' '.join(str(r['loss']) for r in map(json.loads, open(sys.argv[1])) if r['type']=='train' and int(r['step'])>int(sys.argv[2])))" "$1" "${2:-0}"; }
+losses() { $PY -c "import json,sys; print(' '.join(str(r['train_loss']) for r in map(json.loads, open(sys.argv[1])) if r['kind']=='train' and int(r['step'])>int(sys.argv[2])))" "$1" "${2:-0}"; }
 $MOE train "${common[@]}" --set out_dir="$WORK/a" >/dev/null
 $MOE train "${common[@]}" --set out_dir="$WORK/b" >/dev/null
 $MOE train "${common[@]}" --set out_dir="$WORK/c" --set train.seed=7 >/dev/null

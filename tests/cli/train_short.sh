@@ -4,7 +4,8 @@
 source "$(dirname "$0")/lib.bash"
 $MOE train --config configs/tiny.json --set out_dir="$WORK/runs" --quiet >"$WORK/train.out"
 run=$(ls -d "$WORK"/runs/tiny-*)
-for f in config.json metrics.jsonl results.json checkpoints/latest/model.safetensors \
+for f in config.json metrics.jsonl results.json routing.json model_info.json \
+         checkpoints/latest/model.safetensors \
          checkpoints/latest/optimizer.safetensors checkpoints/latest/train.json \
          checkpoints/latest/config.json checkpoints/best/model.safetensors; do
   [ -e "$run/$f" ] || fail "missing $f in $run"
@@ -13,20 +14,28 @@ done
 $PY - "$run/metrics.jsonl" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
-ev = [r["val_loss"] for r in rows if r["type"] == "eval"]
-tr = [r for r in rows if r["type"] == "train"]
+ev = [r["val_loss"] for r in rows if r["kind"] == "eval"]
+tr = [r for r in rows if r["kind"] == "train"]
 assert len(ev) >= 3, ev
 assert ev[0] > 5 and ev[-1] < ev[0] - 1.5 and ev[-1] < 3.5, f"validation loss did not fall: {ev}"
-layers = tr[-1]["moe_layers"]
-assert len(layers) == 2 and len(layers[0]["expert_fraction"]) == 4, layers
-assert abs(sum(layers[0]["expert_fraction"]) - 1) < 1e-6
+frac = tr[-1]["expert_fraction"]
+assert sorted(frac) == ["0", "1"] and sorted(frac["0"]) == ["0", "1", "2", "3"], frac
+assert abs(sum(frac["0"].values()) - 1) < 1e-6, frac
+for k in ("train_loss", "grad_norm", "learning_rate", "tokens_per_second", "load_cv",
+          "router_entropy", "aux_loss", "router_grad_norm", "memory_rss_bytes", "train_epoch"):
+    assert k in tr[-1], k
+assert tr[-1]["train_step"] == tr[-1]["step"] == 60
 print("val losses", ev)
 PY
 [ "$(json_get "$run/results.json" "j['stop_reason']")" = completed ] || fail "stop_reason"
 [ "$(json_get "$run/results.json" "j['steps']")" = 60 ] || fail "steps"
 grep -q "^sample:" "$WORK/train.out" || fail "no sample printed"
 # eval: JSON with quality and cost
-$MOE eval --checkpoint "$run/checkpoints/latest" --batches 2 --out "$WORK/eval.json" >/dev/null
+$MOE eval --checkpoint "$run/checkpoints/latest" --batches 2 --out "$WORK/eval.json" \
+  --prometheus "$WORK/eval.prom" >/dev/null
+promtool check metrics <"$WORK/eval.prom" || fail "promtool rejects moe eval --prometheus"
+grep -q "^moe_eval_val_loss $(json_get "$WORK/eval.json" "repr(j['val_loss'])")\$" "$WORK/eval.prom" ||
+  fail "eval.prom val loss differs from eval.json: $(grep val_loss "$WORK/eval.prom")"
 $PY - "$WORK/eval.json" "$run/results.json" <<'PY'
 import json, sys
 e, r = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))

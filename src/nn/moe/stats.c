@@ -17,6 +17,10 @@ moe_status moe_stats_forward(moe_layer_cache *c, const moe_layer_config *cfg, mo
     st->n_tokens = T;
     st->n_pairs = T * cfg->top_k;
     st->n_dropped = c->n_dropped;
+    st->top_k = cfg->top_k;
+    st->chosen = c->chosen;
+    st->gate = c->weights;
+    st->kept_pair = c->row_of;
     st->mean_prob = c->P;
     double ent = 0;
 #pragma omp parallel for reduction(+ : ent) schedule(static)

@@ -1,0 +1,42 @@
+/* results.json of a training run, built with cJSON. */
+#include "train/results_json.h"
+
+#include "train/run_dir.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdlib.h>
+
+/* JSON has no NaN/Inf: write null for them. */
+static void add_num(cJSON *o, const char *k, double v) {
+    if (isfinite(v))
+        cJSON_AddNumberToObject(o, k, v);
+    else
+        cJSON_AddNullToObject(o, k);
+}
+
+moe_status metrics_write_results(const char *run_dir, const moe_run_config *cfg,
+                                 const moe_train_result *r, const moe_train_progress *p,
+                                 const moe_model *m) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "name", cfg->name);
+    cJSON_AddStringToObject(o, "stop_reason", r->stop_reason);
+    cJSON_AddNumberToObject(o, "steps", (double)r->steps);
+    add_num(o, "final_val_loss", r->final_val_loss);
+    add_num(o, "final_val_ppl", exp(r->final_val_loss));
+    add_num(o, "best_val_loss", r->best_val_loss);
+    add_num(o, "best_val_ppl", exp(r->best_val_loss));
+    add_num(o, "train_loss", p->loss);
+    add_num(o, "tokens_per_s", r->tokens_per_s);
+    add_num(o, "elapsed_s", p->elapsed_s);
+    cJSON_AddNumberToObject(o, "params", (double)moe_model_param_count(m));
+    cJSON_AddNumberToObject(o, "active_params", (double)moe_model_active_param_count(m));
+    add_num(o, "train_flops_per_token", moe_model_train_flops_per_token(m, cfg->train.seq_len));
+    cJSON_AddStringToObject(o, "sample", r->sample);
+    char *s = cJSON_Print(o);
+    cJSON_Delete(o);
+    if (!s) return moe_error(MOE_ERR_NOMEM, "results.json: out of memory");
+    moe_status st = run_dir_write_text(run_dir, "results.json", s);
+    free(s);
+    return st;
+}

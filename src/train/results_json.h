@@ -1,0 +1,14 @@
+/* results.json of a training run (metrics.jsonl is the registry's sink). */
+#ifndef MOE_TRAIN_RESULTS_JSON_H
+#define MOE_TRAIN_RESULTS_JSON_H
+
+#include "moe/train.h"
+
+#include <stdio.h>
+
+/* results.json: the outcome, sizes and costs of the run. */
+moe_status metrics_write_results(const char *run_dir, const moe_run_config *cfg,
+                                 const moe_train_result *r, const moe_train_progress *p,
+                                 const moe_model *m);
+
+#endif

@@ -1,0 +1,205 @@
+/* The trainer's observer: metric registry, alerts, routing probes, reports. */
+#include "train/train_observe.h"
+
+#include "io/fsutil.h"
+#include "moe/report.h"
+#include "train/run_dir.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+/* model_info.json: sizes and costs the report's summary needs mid-run. */
+static moe_status write_model_info(const train_observer *o, const moe_model *m) {
+    const moe_run_config *c = o->cfg;
+    int T = c->train.seq_len;
+    cJSON *j = cJSON_CreateObject();
+    if (!j) return moe_error(MOE_ERR_NOMEM, "model_info.json: out of memory");
+    cJSON_AddStringToObject(j, "name", c->name);
+    cJSON_AddNumberToObject(j, "params", (double)moe_model_param_count(m));
+    cJSON_AddNumberToObject(j, "active_params", (double)moe_model_active_param_count(m));
+    cJSON_AddNumberToObject(j, "flops_per_token_active", moe_model_train_flops_per_token(m, T) / 3);
+    cJSON_AddNumberToObject(j, "flops_per_token_dense",
+                            moe_model_all_experts_flops_per_token(m, T) / 3);
+    cJSON_AddNumberToObject(j, "train_flops_per_token", moe_model_train_flops_per_token(m, T));
+    cJSON_AddNumberToObject(j, "n_experts", c->model.moe.n_experts);
+    cJSON_AddNumberToObject(j, "top_k", c->model.moe.top_k);
+    cJSON_AddNumberToObject(j, "moe_layers", moe_model_moe_layers(m));
+    cJSON_AddNumberToObject(j, "n_layer", c->model.n_layer);
+    cJSON_AddNumberToObject(j, "d_model", c->model.d_model);
+    cJSON_AddNumberToObject(j, "seq_len", T);
+    cJSON_AddNumberToObject(j, "batch_size", c->train.batch_size);
+    char *s = cJSON_Print(j);
+    cJSON_Delete(j);
+    if (!s) return moe_error(MOE_ERR_NOMEM, "model_info.json: out of memory");
+    moe_status st = run_dir_write_text(o->run_dir, "model_info.json", s);
+    free(s);
+    return st;
+}
+
+static moe_status find_router_weights(train_observer *o, const moe_model *m) {
+    const moe_param_table *t = moe_model_table(m);
+    o->gate_at = calloc((size_t)o->n_layers + 1, sizeof *o->gate_at);
+    o->router_grad = calloc((size_t)o->n_layers + 1, sizeof *o->router_grad);
+    o->share = calloc((size_t)o->cfg->model.moe.n_experts, sizeof *o->share);
+    if (!o->gate_at || !o->router_grad || !o->share)
+        return moe_error(MOE_ERR_NOMEM, "train: out of memory");
+    for (int i = 0; i < o->n_layers; i++) {
+        char name[MOE_MAX_NAME];
+        snprintf(name, sizeof name, "model.layers.%d.block_sparse_moe.gate.weight",
+                 moe_model_moe_layer_index(m, i));
+        int k = moe_params_find(t, name);
+        if (k < 0) return moe_error(MOE_ERR_INVALID, "train: no router weight %s", name);
+        o->gate_at[i] = (long)t->tensors[k].offset;
+        o->gate_numel = t->tensors[k].numel;
+    }
+    return MOE_OK;
+}
+
+moe_status observer_init(train_observer *o, const moe_run_config *cfg, const moe_train_opts *opts,
+                         const char *run_dir, const moe_model *m, const moe_corpus *c,
+                         long long tokens_seen, double t0) {
+    memset(o, 0, sizeof *o);
+    o->cfg = cfg;
+    o->opts = opts;
+    o->run_dir = run_dir;
+    o->t0 = t0;
+    o->n_layers = moe_model_moe_layers(m);
+    o->reg = opts->registry;
+    moe_status st = MOE_OK;
+    if (!o->reg) {
+        st = moe_registry_create(&o->reg, "moe");
+        if (st != MOE_OK) return st;
+        o->own_reg = 1;
+    }
+    if ((st = train_metrics_init(&o->tm, o->reg, m)) != MOE_OK) return st;
+    moe_metric_add(o->tm.tokens, NULL, (double)tokens_seen); /* a resumed run counts on */
+    st = alerts_init(&o->alerts, &cfg->obs, o->n_layers, cfg->model.moe.n_experts);
+    if (st != MOE_OK) return st;
+    if ((st = find_router_weights(o, m)) != MOE_OK) return st;
+    if ((st = moe_corpus_topics(c, &cfg->data, &o->topics)) != MOE_OK) return st;
+    if ((st = write_model_info(o, m)) != MOE_OK) return st;
+    char *path = fs_printf("%s/metrics.jsonl", run_dir);
+    if (!path) return MOE_ERR_NOMEM;
+    o->log = fopen(path, "a");
+    st = o->log ? MOE_OK : moe_error(MOE_ERR_IO, "cannot open %s for writing", path);
+    free(path);
+    return st;
+}
+
+void observer_free(train_observer *o) {
+    if (o->log) fclose(o->log);
+    train_metrics_free(&o->tm);
+    alerts_free(&o->alerts);
+    if (o->own_reg) moe_registry_free(o->reg);
+    free(o->gate_at);
+    free(o->router_grad);
+    free(o->share);
+    memset(o, 0, sizeof *o);
+}
+
+void observer_router_grads(train_observer *o, moe_model *m) {
+    const moe_real *g = moe_model_grads(m);
+    for (int i = 0; i < o->n_layers; i++) {
+        double ss = 0;
+        for (size_t j = 0; j < o->gate_numel; j++) {
+            double v = g[o->gate_at[i] + (long)j];
+            ss += v * v;
+        }
+        o->router_grad[i] = sqrt(ss);
+    }
+}
+
+/* {"kind":"alert",...} in metrics.jsonl, the counter, the caller's callback. */
+static void raise_alert(train_observer *o, long step, const alert_event *ev) {
+    o->alerts_raised++;
+    train_metrics_alert(&o->tm, ev);
+    train_metrics_active(&o->tm, &o->alerts);
+    cJSON *j = cJSON_CreateObject();
+    if (j) {
+        cJSON_AddStringToObject(j, "kind", "alert");
+        cJSON_AddNumberToObject(j, "step", (double)step);
+        cJSON_AddNumberToObject(j, "time_s", now_s() - o->t0);
+        cJSON_AddStringToObject(j, "alert", alert_names[ev->kind]);
+        if (ev->layer >= 0) cJSON_AddNumberToObject(j, "layer", ev->layer);
+        if (ev->expert >= 0) cJSON_AddNumberToObject(j, "expert", ev->expert);
+        if (isfinite(ev->value))
+            cJSON_AddNumberToObject(j, "value", ev->value);
+        else
+            cJSON_AddNullToObject(j, "value");
+        cJSON_AddNumberToObject(j, "threshold", ev->threshold);
+        cJSON_AddStringToObject(j, "message", ev->message);
+        char *s = cJSON_PrintUnformatted(j);
+        if (s) fprintf(o->log, "%s\n", s);
+        fflush(o->log);
+        free(s);
+        cJSON_Delete(j);
+    }
+    if (o->opts->alert) o->opts->alert(ev->message, o->opts->user);
+}
+
+moe_status observer_step(train_observer *o, moe_train_progress *p, const step_measure *sm,
+                         const moe_model *m, int log) {
+    alert_event ev[16];
+    int n = alerts_loss(&o->alerts, p->step, p->loss, p->grad_norm, ev, 16);
+    for (int k = 0; k < n; k++) raise_alert(o, p->step, &ev[k]);
+    for (int i = 0; i < o->n_layers; i++) {
+        const moe_layer_stats *s = moe_model_layer_stats(m, i);
+        double cv, mm;
+        moe_routing_balance(s, o->cfg->model.moe.n_experts, &cv, &mm);
+        train_metrics_shares(s, o->cfg->model.moe.n_experts, o->share);
+        n = alerts_layer(&o->alerts, p->step, i, moe_model_moe_layer_index(m, i), o->share, cv,
+                         o->router_grad[i], ev, 16);
+        for (int k = 0; k < n; k++) raise_alert(o, p->step, &ev[k]);
+    }
+    step_measure full = *sm;
+    full.loss_variance = alerts_loss_variance(&o->alerts);
+    full.router_grad = o->router_grad;
+    train_metrics_step(&o->tm, p, &full, m);
+    train_metrics_active(&o->tm, &o->alerts);
+    p->alerts = o->alerts_raised;
+    if (!log) return MOE_OK;
+    return moe_registry_write_jsonl(o->reg, o->log, "train", p->step, now_s() - o->t0);
+}
+
+void observer_nonfinite(train_observer *o, long step, double loss, double grad_norm) {
+    alert_event ev;
+    if (alerts_loss(&o->alerts, step, loss, grad_norm, &ev, 1) == 1) raise_alert(o, step, &ev);
+}
+
+void observer_refresh_report(train_observer *o) {
+    if (o->report_off) return;
+    if (moe_report_write(o->run_dir, NULL) != MOE_OK) {
+        /* the run goes on without it; the CLI says why at the end */
+        snprintf(o->report_error, sizeof o->report_error, "%s", moe_last_error());
+        o->report_off = 1;
+    }
+}
+
+moe_status observer_eval(train_observer *o, const moe_train_progress *p, moe_model *m,
+                         const moe_corpus *c, moe_arena *arena, int final) {
+    train_metrics_eval(&o->tm, p->val_loss);
+    moe_status st = moe_registry_write_jsonl(o->reg, o->log, "eval", p->step, now_s() - o->t0);
+    if (st != MOE_OK) return st;
+    const moe_obs_config *oc = &o->cfg->obs;
+    if (o->n_layers > 0) {
+        char *json = NULL;
+        st = moe_routing_probe(m, c, &o->topics, o->cfg->train.seq_len, oc->probe_windows,
+                               oc->probe_sample, arena, p->step, &json);
+        if (st == MOE_OK) st = run_dir_write_text(o->run_dir, "routing.json", json);
+        free(json);
+        if (st != MOE_OK) return st;
+    }
+    o->evals++;
+    if (!final && oc->report_every > 0 && o->evals % oc->report_every == 0)
+        observer_refresh_report(o);
+    return MOE_OK;
+}
