@@ -12,5 +12,6 @@
 #include "moe/safetensors.h"
 #include "moe/checkpoint.h"
 #include "moe/train.h"
+#include "moe/report.h"
 
 #endif
