@@ -1,5 +1,6 @@
 /* Option parsing for every subcommand: a table of options drives
- * getopt_long, checks numbers against their ranges and collects --set. */
+ * getopt_long, checks numbers against their ranges, collects --set and
+ * hands out positional arguments. */
 #include "cli/cli.h"
 
 #include <errno.h>
@@ -36,6 +37,8 @@ static int store(const char *cmd, const cli_opt *o, char *value) {
     case CLI_INT:
     case CLI_FLOAT:
         return parse_number(cmd, o, value);
+    case CLI_ARG:
+        return 2; /* positional: never an option */
     case CLI_SETS: {
         cli_sets *s = o->dst;
         if (s->n >= CLI_MAX_SETS) {
@@ -51,10 +54,12 @@ static int store(const char *cmd, const cli_opt *o, char *value) {
 
 int cli_parse(const char *cmd, int argc, char **argv, const cli_opt *opts, void (*help)(void)) {
     struct option longs[CLI_MAX_OPTS + 2];
-    int n = 0;
-    for (; n < CLI_MAX_OPTS && opts[n].name; n++)
-        longs[n] = (struct option){
-            opts[n].name, opts[n].kind == CLI_FLAG ? no_argument : required_argument, NULL, n};
+    int n = 0, n_opts = 0;
+    for (; n_opts < CLI_MAX_OPTS && opts[n_opts].name; n_opts++)
+        if (opts[n_opts].kind != CLI_ARG)
+            longs[n++] = (struct option){
+                opts[n_opts].name, opts[n_opts].kind == CLI_FLAG ? no_argument : required_argument,
+                NULL, n_opts};
     longs[n++] = (struct option){"help", no_argument, NULL, 'h'};
     longs[n] = (struct option){0, 0, 0, 0};
     int c;
@@ -64,10 +69,13 @@ int cli_parse(const char *cmd, int argc, char **argv, const cli_opt *opts, void 
             help();
             return 0;
         }
-        if (c == '?' || c < 0 || c >= n - 1) break;
+        if (c == '?' || c < 0 || c >= n_opts) break;
         int rc = store(cmd, &opts[c], optarg);
         if (rc) return rc;
     }
+    /* getopt_long moved the positional arguments to the end, in order */
+    for (int i = 0; c == -1 && i < n_opts && optind < argc; i++)
+        if (opts[i].kind == CLI_ARG) *(const char **)opts[i].dst = argv[optind++];
     if (c == -1 && optind >= argc) return CLI_CONTINUE;
     if (c == -1) fprintf(stderr, "moe %s: unexpected argument '%s'\n", cmd, argv[optind]);
     fprintf(stderr, "moe %s: see 'moe %s --help'\n", cmd, cmd);

@@ -16,6 +16,7 @@ int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_report(int argc, char **argv);
 
 /* Prints "moe <cmd>: <what failed>: <moe_last_error()>" and returns 1. */
 int cli_fail(const char *cmd, const char *what, moe_status st);
@@ -43,9 +44,11 @@ typedef enum cli_kind {
     CLI_INT,    /* int *dst, checked against [lo, hi] */
     CLI_FLOAT,  /* float *dst, checked against [lo, hi] */
     CLI_SETS,   /* cli_sets *dst, repeatable */
+    CLI_ARG,    /* const char **dst: the next positional argument; name is for --help only */
 } cli_kind;
 
-/* One long option; a table ends with a zeroed entry. --help is implicit. */
+/* One long option (or positional argument); a table ends with a zeroed
+ * entry. --help is implicit. */
 typedef struct cli_opt {
     const char *name; /* without the leading "--" */
     cli_kind kind;

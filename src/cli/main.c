@@ -1,4 +1,5 @@
-/* moe: train, evaluate, generate and benchmark Mixture-of-Experts models. */
+/* moe: train, evaluate, generate, benchmark and report on Mixture-of-Experts
+ * models. */
 #include "cli/cli.h"
 
 #include <stdio.h>
@@ -10,7 +11,8 @@ static void usage(FILE *fp) {
                 "  train     train a model from a JSON config (runs/<name>-<time>/)\n"
                 "  eval      validation loss, perplexity and speed of a checkpoint (JSON)\n"
                 "  generate  continue a prompt with a trained checkpoint\n"
-                "  bench     time training steps of a config (tokens/s, memory, GFLOP/s)\n\n"
+                "  bench     time training steps of a config (tokens/s, memory, GFLOP/s)\n"
+                "  report    an HTML report of a run directory (charts; opens offline)\n\n"
                 "'moe <command> --help' describes each one.\n");
 }
 
@@ -32,6 +34,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "eval")) return cmd_eval(argc - 1, argv + 1);
     if (!strcmp(cmd, "generate")) return cmd_generate(argc - 1, argv + 1);
     if (!strcmp(cmd, "bench")) return cmd_bench(argc - 1, argv + 1);
+    if (!strcmp(cmd, "report")) return cmd_report(argc - 1, argv + 1);
     fprintf(stderr, "moe: unknown command '%s'\n\n", cmd);
     usage(stderr);
     return 2;

@@ -14,7 +14,11 @@ cc -std=c11 -Wall -Wextra -Werror ${MOE_EXTRA_CFLAGS:-} examples/minimal.c $(pkg
   -o "$WORK/minimal"
 LD_LIBRARY_PATH=$(pkg-config --variable=libdir libmoe) "$WORK/minimal" > "$WORK/out"
 grep -q "abcd -> abcdefghabcd" "$WORK/out" || { cat "$WORK/out"; fail "the example did not learn"; }
-for c in "" train eval generate bench; do
+if [ -f node_modules/plotly.js-dist-min/plotly.min.js ]; then
+  cmp -s node_modules/plotly.js-dist-min/plotly.min.js "$WORK/prefix/share/libmoe/plotly.min.js" \
+    || fail "plotly.min.js not installed into share/libmoe"
+fi
+for c in "" train eval generate bench report; do
   $MOE $c --help > /dev/null || fail "moe $c --help"
 done
 echo "1 passed, 0 failed"
