@@ -59,6 +59,7 @@ static void test_imbalance_is_edge_triggered(void **state) {
     assert_int_equal(alerts_layer(&a, 2, 0, 0, s, 0.21, 1.0, ev, 8), 1);
     assert_int_equal(ev[0].kind, ALERT_IMBALANCE);
     assert_float_equal(ev[0].value, 0.21, 1e-12);
+    assert_true(ev[0].threshold == 0.2); /* the decimal configured, not float(0.2) */
     assert_int_equal(a.active[ALERT_IMBALANCE], 1);
     assert_int_equal(alerts_layer(&a, 3, 0, 0, s, 0.50, 1.0, ev, 8), 0);
     assert_int_equal(alerts_layer(&a, 4, 0, 0, s, 0.10, 1.0, ev, 8), 0);

@@ -12,9 +12,22 @@
 const char *const alert_names[ALERT_KINDS] = {"starved", "imbalance", "no_router_grad",
                                               "loss_spike", "nonfinite"};
 
+/* The shortest decimal that reads back as f, as a double. */
+static double decimal_of(float f) {
+    char buf[32];
+    for (int digits = 1; digits <= 9; digits++) {
+        snprintf(buf, sizeof buf, "%.*g", digits, (double)f);
+        if (strtof(buf, NULL) == f) break;
+    }
+    return strtod(buf, NULL);
+}
+
 moe_status alerts_init(alert_state *a, const moe_obs_config *cfg, int n_layers, int n_experts) {
     memset(a, 0, sizeof *a);
     a->cfg = *cfg;
+    a->spike_sigma = decimal_of(cfg->spike_sigma);
+    a->starve_ratio = decimal_of(cfg->starve_ratio);
+    a->imbalance_max = decimal_of(cfg->imbalance_max);
     a->n_layers = n_layers;
     a->n_experts = n_experts;
     size_t le = (size_t)(n_layers > 0 ? n_layers : 1) * (size_t)(n_experts > 0 ? n_experts : 1);
@@ -85,14 +98,14 @@ int alerts_loss(alert_state *a, long step, double loss, double grad_norm, alert_
     a->active[ALERT_NONFINITE] = 0;
     double mean, var;
     window_stats(a, &mean, &var);
-    double limit = mean + a->cfg.spike_sigma * sqrt(var);
+    double limit = mean + a->spike_sigma * sqrt(var);
     int spike =
-        a->cfg.spike_sigma > 0 && a->window_n == a->cfg.loss_window && var > 0 && loss > limit;
+        a->spike_sigma > 0 && a->window_n == a->cfg.loss_window && var > 0 && loss > limit;
     if (spike && !a->spiking)
         n = emit(out, n, cap, ALERT_LOSS_SPIKE, -1, -1, loss, limit,
                  "step %ld: loss spike: %.4f is over %.4f (mean %.4f + %g sd of the last %d "
                  "steps)",
-                 step, loss, limit, mean, (double)a->cfg.spike_sigma, a->window_n);
+                 step, loss, limit, mean, a->spike_sigma, a->window_n);
     a->spiking = spike;
     a->active[ALERT_LOSS_SPIKE] = spike;
     a->window[a->window_pos] = loss;
@@ -118,7 +131,7 @@ static void recount(alert_state *a) {
 int alerts_layer(alert_state *a, long step, int i, int layer, const double *share, double cv,
                  double router_grad_norm, alert_event *out, int cap) {
     int n = 0, E = a->n_experts;
-    double floor_share = a->cfg.starve_ratio / E;
+    double floor_share = a->starve_ratio / E;
     for (int e = 0; e < E; e++) {
         int *run = &a->starve_run[i * E + e];
         *run = share[e] < floor_share ? *run + 1 : 0;
@@ -128,11 +141,11 @@ int alerts_layer(alert_state *a, long step, int i, int layer, const double *shar
                      "steps (now %.2f%%)",
                      step, layer, e, 100 * floor_share, a->cfg.starve_steps, 100 * share[e]);
     }
-    int over = cv > a->cfg.imbalance_max;
+    int over = cv > a->imbalance_max;
     if (over && !a->imbalanced[i])
-        n = emit(out, n, cap, ALERT_IMBALANCE, layer, -1, cv, a->cfg.imbalance_max,
+        n = emit(out, n, cap, ALERT_IMBALANCE, layer, -1, cv, a->imbalance_max,
                  "step %ld: layer %d load imbalance: cv %.3f is over %.3f", step, layer, cv,
-                 (double)a->cfg.imbalance_max);
+                 a->imbalance_max);
     a->imbalanced[i] = (unsigned char)over;
     int zero = router_grad_norm == 0;
     if (zero && !a->no_grad[i])

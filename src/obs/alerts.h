@@ -29,6 +29,9 @@ typedef struct alert_event {
 
 typedef struct alert_state {
     moe_obs_config cfg;
+    /* the float thresholds of cfg as the decimals the user wrote (0.2, not
+     * 0.20000000298...), so logs and reports show them as given */
+    double spike_sigma, starve_ratio, imbalance_max;
     int n_layers, n_experts;
     int *starve_run;           /* [L, E] steps in a row below the starvation share */
     unsigned char *imbalanced; /* [L] load cv over the bar now */

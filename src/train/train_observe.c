@@ -32,7 +32,9 @@ static moe_status write_model_info(const train_observer *o, const moe_model *m) 
     cJSON_AddNumberToObject(j, "train_flops_per_token", moe_model_train_flops_per_token(m, T));
     cJSON_AddNumberToObject(j, "n_experts", c->model.moe.n_experts);
     cJSON_AddNumberToObject(j, "top_k", c->model.moe.top_k);
-    cJSON_AddNumberToObject(j, "moe_layers", moe_model_moe_layers(m));
+    cJSON *layers = cJSON_AddArrayToObject(j, "moe_layers"); /* model block indices */
+    for (int i = 0; i < moe_model_moe_layers(m); i++)
+        cJSON_AddItemToArray(layers, cJSON_CreateNumber(moe_model_moe_layer_index(m, i)));
     cJSON_AddNumberToObject(j, "n_layer", c->model.n_layer);
     cJSON_AddNumberToObject(j, "d_model", c->model.d_model);
     cJSON_AddNumberToObject(j, "seq_len", T);
