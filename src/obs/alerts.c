@@ -99,8 +99,7 @@ int alerts_loss(alert_state *a, long step, double loss, double grad_norm, alert_
     double mean, var;
     window_stats(a, &mean, &var);
     double limit = mean + a->spike_sigma * sqrt(var);
-    int spike =
-        a->spike_sigma > 0 && a->window_n == a->cfg.loss_window && var > 0 && loss > limit;
+    int spike = a->spike_sigma > 0 && a->window_n == a->cfg.loss_window && var > 0 && loss > limit;
     if (spike && !a->spiking)
         n = emit(out, n, cap, ALERT_LOSS_SPIKE, -1, -1, loss, limit,
                  "step %ld: loss spike: %.4f is over %.4f (mean %.4f + %g sd of the last %d "
