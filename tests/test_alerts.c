@@ -17,6 +17,7 @@ static moe_obs_config config(void) {
     o.starve_ratio = 0.5f; /* with E = 4: starved below 12.5% */
     o.starve_steps = 3;
     o.imbalance_max = 0.2f;
+    o.imbalance_window = 1;
     return o;
 }
 
@@ -62,9 +63,40 @@ static void test_imbalance_is_edge_triggered(void **state) {
     assert_true(ev[0].threshold == 0.2); /* the decimal configured, not float(0.2) */
     assert_int_equal(a.active[ALERT_IMBALANCE], 1);
     assert_int_equal(alerts_layer(&a, 3, 0, 0, s, 0.50, 1.0, ev, 8), 0);
-    assert_int_equal(alerts_layer(&a, 4, 0, 0, s, 0.10, 1.0, ev, 8), 0);
+    assert_int_equal(alerts_layer(&a, 4, 0, 0, s, 0.19, 1.0, ev, 8), 0);
+    assert_int_equal(a.active[ALERT_IMBALANCE], 1); /* under the bar, not under 0.9 x */
+    assert_int_equal(alerts_layer(&a, 5, 0, 0, s, 0.21, 1.0, ev, 8), 0);
+    assert_int_equal(alerts_layer(&a, 6, 0, 0, s, 0.17, 1.0, ev, 8), 0);
     assert_int_equal(a.active[ALERT_IMBALANCE], 0);
-    assert_int_equal(alerts_layer(&a, 5, 0, 0, s, 0.30, 1.0, ev, 8), 1);
+    assert_int_equal(alerts_layer(&a, 7, 0, 0, s, 0.30, 1.0, ev, 8), 1);
+    alerts_free(&a);
+}
+
+/* Over a window the mean decides: single noisy steps over the bar do not
+ * alert, a mean over it does, once the window is full; layers keep their
+ * own windows. */
+static void test_imbalance_judges_the_window_mean(void **state) {
+    (void)state;
+    moe_obs_config oc = config();
+    oc.imbalance_window = 4;
+    alert_state a;
+    assert_int_equal(alerts_init(&a, &oc, 2, 4), MOE_OK);
+    alert_event ev[8];
+    const double s[4] = {0.25, 0.25, 0.25, 0.25};
+    /* window means: 0.175 at steps 4-6, 0.275 at step 7 */
+    const double layer0[8] = {0.1, 0.25, 0.1, 0.25, 0.1, 0.25, 0.5, 0.5};
+    int fired_at = -1;
+    for (int t = 0; t < 8; t++) {
+        int n0 = alerts_layer(&a, t + 1, 0, 0, s, layer0[t], 1.0, ev, 8);
+        if (n0) {
+            assert_int_equal(ev[0].layer, 0);
+            assert_float_equal(ev[0].value, (0.25 + 0.1 + 0.25 + 0.5) / 4, 1e-12);
+            fired_at = t;
+        }
+        assert_int_equal(alerts_layer(&a, t + 1, 1, 1, s, 0.05, 1.0, ev, 8), 0);
+    }
+    assert_int_equal(fired_at, 6);
+    assert_int_equal(a.active[ALERT_IMBALANCE], 1);
     alerts_free(&a);
 }
 
@@ -134,6 +166,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_starved_after_n_steps_once),
         cmocka_unit_test(test_imbalance_is_edge_triggered),
+        cmocka_unit_test(test_imbalance_judges_the_window_mean),
         cmocka_unit_test(test_router_without_gradient),
         cmocka_unit_test(test_loss_spike_against_the_window),
         cmocka_unit_test(test_no_spike_before_the_window_fills),

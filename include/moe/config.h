@@ -107,14 +107,15 @@ typedef struct moe_data_config {
 /* Monitoring: alert thresholds, routing probes, report refreshes
  * (docs/monitoring.md). */
 typedef struct moe_obs_config {
-    int report_every;    /* evaluations between report.html refreshes (0: only at the end) */
-    int loss_window;     /* steps in the loss-variance and spike window */
-    float spike_sigma;   /* loss spike: standard deviations over the window mean */
-    float starve_ratio;  /* starved: share below starve_ratio / n_experts ... */
-    int starve_steps;    /* ... for this many steps in a row */
-    float imbalance_max; /* imbalance: load cv over this (the spec's 20% bar) */
-    int probe_windows;   /* routing.json: windows of seq_len tokens per topic */
-    int probe_sample;    /* routing.json: tokens of the coloured sample text */
+    int report_every;     /* evaluations between report.html refreshes (0: only at the end) */
+    int loss_window;      /* steps in the loss-variance and spike window */
+    float spike_sigma;    /* loss spike: standard deviations over the window mean */
+    float starve_ratio;   /* starved: share below starve_ratio / n_experts ... */
+    int starve_steps;     /* ... for this many steps in a row */
+    float imbalance_max;  /* imbalance: mean load cv over this (the spec's 20% bar) ... */
+    int imbalance_window; /* ... over this many steps; it clears below 0.9 x the bar */
+    int probe_windows;    /* routing.json: windows of seq_len tokens per topic */
+    int probe_sample;     /* routing.json: tokens of the coloured sample text */
 } moe_obs_config;
 
 typedef struct moe_run_config {

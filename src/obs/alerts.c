@@ -33,9 +33,11 @@ moe_status alerts_init(alert_state *a, const moe_obs_config *cfg, int n_layers, 
     size_t le = (size_t)(n_layers > 0 ? n_layers : 1) * (size_t)(n_experts > 0 ? n_experts : 1);
     a->starve_run = calloc(le, sizeof *a->starve_run);
     a->imbalanced = calloc((size_t)(n_layers > 0 ? n_layers : 1), 1);
+    a->cv_window = calloc((size_t)(n_layers > 0 ? n_layers : 1) * (size_t)cfg->imbalance_window,
+                          sizeof *a->cv_window);
     a->no_grad = calloc((size_t)(n_layers > 0 ? n_layers : 1), 1);
     a->window = calloc((size_t)cfg->loss_window, sizeof *a->window);
-    if (!a->starve_run || !a->imbalanced || !a->no_grad || !a->window) {
+    if (!a->starve_run || !a->imbalanced || !a->cv_window || !a->no_grad || !a->window) {
         alerts_free(a);
         return moe_error(MOE_ERR_NOMEM, "alerts: out of memory");
     }
@@ -45,6 +47,7 @@ moe_status alerts_init(alert_state *a, const moe_obs_config *cfg, int n_layers, 
 void alerts_free(alert_state *a) {
     free(a->starve_run);
     free(a->imbalanced);
+    free(a->cv_window);
     free(a->no_grad);
     free(a->window);
     memset(a, 0, sizeof *a);
@@ -140,12 +143,29 @@ int alerts_layer(alert_state *a, long step, int i, int layer, const double *shar
                      "steps (now %.2f%%)",
                      step, layer, e, 100 * floor_share, a->cfg.starve_steps, 100 * share[e]);
     }
-    int over = cv > a->imbalance_max;
-    if (over && !a->imbalanced[i])
-        n = emit(out, n, cap, ALERT_IMBALANCE, layer, -1, cv, a->imbalance_max,
-                 "step %ld: layer %d load imbalance: cv %.3f is over %.3f", step, layer, cv,
-                 a->imbalance_max);
-    a->imbalanced[i] = (unsigned char)over;
+    /* One step's cv is noisy (a batch's routing); the alert judges the mean
+     * over a window, and clears below 0.9 x the bar so a mean hovering at
+     * the bar does not flap. */
+    int W = a->cfg.imbalance_window;
+    double *ring = a->cv_window + (size_t)i * (size_t)W;
+    ring[a->cv_pos] = cv;
+    int filled = a->cv_n < W ? a->cv_n + 1 : W;
+    double mean = 0;
+    for (int j = 0; j < filled; j++) mean += ring[j];
+    mean /= filled;
+    if (i == a->n_layers - 1) {
+        a->cv_pos = (a->cv_pos + 1) % W;
+        a->cv_n = filled;
+    }
+    if (filled == W && mean > a->imbalance_max && !a->imbalanced[i]) {
+        n = emit(out, n, cap, ALERT_IMBALANCE, layer, -1, mean, a->imbalance_max,
+                 "step %ld: layer %d load imbalance: mean cv %.3f over the last %d steps is "
+                 "over %.3f",
+                 step, layer, mean, W, a->imbalance_max);
+        a->imbalanced[i] = 1;
+    } else if (a->imbalanced[i] && mean < 0.9 * a->imbalance_max) {
+        a->imbalanced[i] = 0;
+    }
     int zero = router_grad_norm == 0;
     if (zero && !a->no_grad[i])
         n = emit(out, n, cap, ALERT_NO_ROUTER_GRAD, layer, -1, router_grad_norm, 0,

@@ -34,7 +34,9 @@ typedef struct alert_state {
     double spike_sigma, starve_ratio, imbalance_max;
     int n_layers, n_experts;
     int *starve_run;           /* [L, E] steps in a row below the starvation share */
-    unsigned char *imbalanced; /* [L] load cv over the bar now */
+    unsigned char *imbalanced; /* [L] mean load cv over the bar now */
+    double *cv_window;         /* [L, imbalance_window] recent load cvs, a ring per layer */
+    int cv_n, cv_pos;          /* filled entries, next slot (the same for every layer) */
     unsigned char *no_grad;    /* [L] router gradient zero now */
     double *window;            /* [loss_window] recent losses, a ring */
     int window_n, window_pos;
@@ -50,7 +52,8 @@ void alerts_free(alert_state *a);
 int alerts_loss(alert_state *a, long step, double loss, double grad_norm, alert_event *out,
                 int cap);
 /* One step of MoE layer i (model block `layer`): each expert's share of kept
- * pairs [E], the load cv and the router weight gradient's norm. */
+ * pairs [E], the load cv and the router weight gradient's norm. Call it for
+ * every layer, in order, each step: the cv window advances after the last. */
 int alerts_layer(alert_state *a, long step, int i, int layer, const double *share, double cv,
                  double router_grad_norm, alert_event *out, int cap);
 

@@ -126,6 +126,7 @@ const cfg_field cfg_fields[] = {
     FLT("obs.starve_ratio", obs.starve_ratio, 0.1, 0, 1),
     INT("obs.starve_steps", obs.starve_steps, 50, 1, INT_MAX),
     FLT("obs.imbalance_max", obs.imbalance_max, 0.2, 0, BIG),
+    INT("obs.imbalance_window", obs.imbalance_window, 20, 1, 1 << 20),
     INT("obs.probe_windows", obs.probe_windows, 4, 0, 1 << 16),
     INT("obs.probe_sample", obs.probe_sample, 256, 0, 1 << 16),
 };
