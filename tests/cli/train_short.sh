@@ -50,4 +50,14 @@ a=$($MOE generate --checkpoint "$run/checkpoints/latest" --prompt "And God said"
 b=$($MOE generate --checkpoint "$run/checkpoints/latest" --prompt "And God said" --tokens 40 --temperature 0)
 [ "$a" = "$b" ] || fail "greedy generation differs between runs"
 case "$a" in "And God said"*) ;; *) fail "generation does not start with the prompt: $a" ;; esac
+# the report refreshes during training; without plotly.js training still
+# completes and says why the report is missing
+[ -s "$run/report.html" ] || fail "no report.html after training"
+grep -q "^report: $run/report.html" "$WORK/train.out" || fail "report path not printed"
+MOE_PLOTLY_JS=/nonexistent/plotly.min.js $MOE train --config configs/tiny.json \
+  --set out_dir="$WORK/noplotly" --set train.steps=5 --set train.eval_every=0 \
+  --set train.sched.warmup_steps=0 --set train.sample_tokens=0 --quiet >/dev/null 2>"$WORK/err" ||
+  fail "training failed without plotly.js"
+expect_err "report.html not written"
+expect_err "MOE_PLOTLY_JS"
 echo "1 passed, 0 failed"
