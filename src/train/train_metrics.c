@@ -102,17 +102,11 @@ void train_metrics_free(train_metrics *tm) {
     tm->expert_label = NULL;
 }
 
-void train_metrics_shares(const moe_layer_stats *s, int n_experts, double *share) {
-    int kept = s->n_pairs - s->n_dropped;
-    for (int e = 0; e < n_experts; e++) share[e] = kept ? (double)s->expert_tokens[e] / kept : 0;
-}
-
-static void layer_step(train_metrics *tm, int i, const moe_layer_stats *s, double router_grad) {
+static void layer_step(train_metrics *tm, int i, const moe_layer_stats *s, const layer_balance *b,
+                       double router_grad) {
     const char *l1[] = {tm->layer_label[i]};
-    double cv, mm;
-    moe_routing_balance(s, tm->n_experts, &cv, &mm);
-    moe_metric_set(tm->cv, l1, cv);
-    moe_metric_set(tm->max_mean, l1, mm);
+    moe_metric_set(tm->cv, l1, b->cv);
+    moe_metric_set(tm->max_mean, l1, b->max_over_mean);
     moe_metric_set(tm->dropped, l1, s->n_dropped);
     moe_metric_set(tm->entropy, l1, s->router_entropy);
     moe_metric_set(tm->router_grad, l1, router_grad);
@@ -122,10 +116,9 @@ static void layer_step(train_metrics *tm, int i, const moe_layer_stats *s, doubl
         const char *la[] = {tm->layer_label[i], names[a]};
         moe_metric_set(tm->aux_loss, la, values[a]);
     }
-    int kept = s->n_pairs - s->n_dropped;
     for (int e = 0; e < tm->n_experts; e++) {
         const char *le[] = {tm->layer_label[i], tm->expert_label[e]};
-        moe_metric_set(tm->fraction, le, kept ? (double)s->expert_tokens[e] / kept : 0);
+        moe_metric_set(tm->fraction, le, b->share[e]);
         moe_metric_add(tm->pairs, le, s->expert_tokens[e]);
     }
 }
@@ -159,7 +152,7 @@ void train_metrics_step(train_metrics *tm, const moe_train_progress *p, const st
     moe_metric_observe(tm->step_seconds, NULL, sm->seconds);
     for (int i = 0; i < tm->n_layers; i++) {
         const moe_layer_stats *s = moe_model_layer_stats(m, i);
-        if (s) layer_step(tm, i, s, sm->router_grad[i]);
+        if (s) layer_step(tm, i, s, &sm->balance[i], sm->router_grad[i]);
     }
 }
 

@@ -23,16 +23,24 @@ typedef struct train_metrics {
 moe_status train_metrics_init(train_metrics *tm, moe_registry *reg, const moe_model *m);
 void train_metrics_free(train_metrics *tm);
 
+/* One MoE layer's load in the last step, computed once per step. */
+typedef struct layer_balance {
+    double cv;            /* coefficient of variation of pairs per expert */
+    double max_over_mean; /* busiest expert / mean */
+    const double *share;  /* [E] each expert's share of the kept pairs */
+} layer_balance;
+
 /* What one optimizer step measured, beyond the progress record. */
 typedef struct step_measure {
-    double seconds;            /* wall time of the step */
-    double epoch;              /* tokens seen / training tokens */
-    double examples_per_s;     /* sequences per second */
-    double loss_variance;      /* over the alert window */
-    double temperature;        /* router temperature */
-    long tokens;               /* tokens in this step */
-    size_t arena_bytes;        /* step arena size */
-    const double *router_grad; /* [L] router weight gradient norms */
+    double seconds;               /* wall time of the step */
+    double epoch;                 /* tokens seen / training tokens */
+    double examples_per_s;        /* sequences per second */
+    double loss_variance;         /* over the alert window */
+    double temperature;           /* router temperature */
+    long tokens;                  /* tokens in this step */
+    size_t arena_bytes;           /* step arena size */
+    const double *router_grad;    /* [L] router weight gradient norms */
+    const layer_balance *balance; /* [L] */
 } step_measure;
 
 /* Sets the run and per-layer metrics from the step just taken. */
@@ -43,8 +51,5 @@ void train_metrics_alert(train_metrics *tm, const alert_event *ev);
 /* alert_active: the conditions holding now. */
 void train_metrics_active(train_metrics *tm, const alert_state *as);
 void train_metrics_eval(train_metrics *tm, double val_loss);
-
-/* Share of kept pairs per expert of one layer's last forward, into share [E]. */
-void train_metrics_shares(const moe_layer_stats *s, int n_experts, double *share);
 
 #endif

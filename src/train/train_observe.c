@@ -51,8 +51,10 @@ static moe_status find_router_weights(train_observer *o, const moe_model *m) {
     const moe_param_table *t = moe_model_table(m);
     o->gate_at = calloc((size_t)o->n_layers + 1, sizeof *o->gate_at);
     o->router_grad = calloc((size_t)o->n_layers + 1, sizeof *o->router_grad);
-    o->share = calloc((size_t)o->cfg->model.moe.n_experts, sizeof *o->share);
-    if (!o->gate_at || !o->router_grad || !o->share)
+    o->share =
+        calloc(((size_t)o->n_layers + 1) * (size_t)o->cfg->model.moe.n_experts, sizeof *o->share);
+    o->balance = calloc((size_t)o->n_layers + 1, sizeof *o->balance);
+    if (!o->gate_at || !o->router_grad || !o->share || !o->balance)
         return moe_error(MOE_ERR_NOMEM, "train: out of memory");
     for (int i = 0; i < o->n_layers; i++) {
         char name[MOE_MAX_NAME];
@@ -105,6 +107,7 @@ void observer_free(train_observer *o) {
     free(o->gate_at);
     free(o->router_grad);
     free(o->share);
+    free(o->balance);
     memset(o, 0, sizeof *o);
 }
 
@@ -148,23 +151,40 @@ static void raise_alert(train_observer *o, long step, const alert_event *ev) {
     if (o->opts->alert) o->opts->alert(ev->message, o->opts->user);
 }
 
+/* Each MoE layer's load in the last step; the progress record gets the mean
+ * cv and the worst max/mean. */
+static void measure_balance(train_observer *o, moe_train_progress *p, const moe_model *m) {
+    const int E = o->cfg->model.moe.n_experts;
+    p->balance_cv = 0;
+    p->max_over_mean = 0;
+    for (int i = 0; i < o->n_layers; i++) {
+        const moe_layer_stats *s = moe_model_layer_stats(m, i);
+        layer_balance *b = &o->balance[i];
+        double *share = o->share + (size_t)i * E;
+        int kept = s->n_pairs - s->n_dropped;
+        for (int e = 0; e < E; e++) share[e] = kept ? (double)s->expert_tokens[e] / kept : 0;
+        moe_routing_balance(s, E, &b->cv, &b->max_over_mean);
+        b->share = share;
+        p->balance_cv += b->cv / o->n_layers;
+        if (b->max_over_mean > p->max_over_mean) p->max_over_mean = b->max_over_mean;
+    }
+}
+
 moe_status observer_step(train_observer *o, moe_train_progress *p, const step_measure *sm,
                          const moe_model *m, int log) {
+    measure_balance(o, p, m);
     alert_event ev[16];
     int n = alerts_loss(&o->alerts, p->step, p->loss, p->grad_norm, ev, 16);
     for (int k = 0; k < n; k++) raise_alert(o, p->step, &ev[k]);
     for (int i = 0; i < o->n_layers; i++) {
-        const moe_layer_stats *s = moe_model_layer_stats(m, i);
-        double cv, mm;
-        moe_routing_balance(s, o->cfg->model.moe.n_experts, &cv, &mm);
-        train_metrics_shares(s, o->cfg->model.moe.n_experts, o->share);
-        n = alerts_layer(&o->alerts, p->step, i, moe_model_moe_layer_index(m, i), o->share, cv,
-                         o->router_grad[i], ev, 16);
+        n = alerts_layer(&o->alerts, p->step, i, moe_model_moe_layer_index(m, i),
+                         o->balance[i].share, o->balance[i].cv, o->router_grad[i], ev, 16);
         for (int k = 0; k < n; k++) raise_alert(o, p->step, &ev[k]);
     }
     step_measure full = *sm;
     full.loss_variance = alerts_loss_variance(&o->alerts);
     full.router_grad = o->router_grad;
+    full.balance = o->balance;
     train_metrics_step(&o->tm, p, &full, m);
     train_metrics_active(&o->tm, &o->alerts);
     p->alerts = o->alerts_raised;

@@ -20,11 +20,12 @@ typedef struct train_observer {
     alert_state alerts;
     moe_topics topics;
     int n_layers;
-    long *gate_at;       /* [L] offset of each router weight in the parameter block */
-    size_t gate_numel;   /* elements of one router weight */
-    double *router_grad; /* [L] norms of the last step */
-    double *share;       /* [E] scratch */
-    int evals;           /* evaluations done by this process */
+    long *gate_at;          /* [L] offset of each router weight in the parameter block */
+    size_t gate_numel;      /* elements of one router weight */
+    double *router_grad;    /* [L] norms of the last step */
+    double *share;          /* [L, E] each expert's share of the last step's pairs */
+    layer_balance *balance; /* [L] the last step's load per layer */
+    int evals;              /* evaluations done by this process */
     long alerts_raised;
     double t0;      /* process start (monotonic seconds) */
     int report_off; /* a refresh failed: no more tries this run */
@@ -38,7 +39,8 @@ void observer_free(train_observer *o);
 
 /* After backward, before clipping: the router gradients' norms. */
 void observer_router_grads(train_observer *o, moe_model *m);
-/* After an optimizer step: metrics, alerts; a metrics.jsonl line when log. */
+/* After an optimizer step: load balance (into p too), metrics, alerts; a
+ * metrics.jsonl line when log. */
 moe_status observer_step(train_observer *o, moe_train_progress *p, const step_measure *sm,
                          const moe_model *m, int log);
 /* A NaN/Inf loss or gradient norm: the alert, before training stops. */

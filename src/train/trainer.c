@@ -188,17 +188,6 @@ static void fill_timing(trainer *tr, moe_train_progress *p) {
     p->eta_s = done > 0 ? p->elapsed_s / (double)done * (double)(t->steps - tr->st.step) : 0;
     if (t->max_seconds > 0 && p->eta_s > t->max_seconds - p->elapsed_s)
         p->eta_s = fmax(0, t->max_seconds - p->elapsed_s);
-    p->balance_cv = 0;
-    p->max_over_mean = 0;
-    int L = moe_model_moe_layers(tr->model);
-    for (int i = 0; i < L; i++) {
-        double cv, mm;
-        const moe_layer_stats *ls = moe_model_layer_stats(tr->model, i);
-        if (!ls) break; /* no forward yet */
-        moe_routing_balance(ls, tr->cfg->model.moe.n_experts, &cv, &mm);
-        p->balance_cv += cv / L;
-        if (mm > p->max_over_mean) p->max_over_mean = mm;
-    }
 }
 
 /* Evaluates, logs, keeps the best checkpoint; *stop set by early stopping. */
