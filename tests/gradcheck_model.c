@@ -1,7 +1,9 @@
 /* Finite-difference check of the whole transformer's parameter gradients
  * (double build): every tensor, for a GPT-2-style MoE model, a
  * Mixtral-style one (RoPE, RMSNorm, GQA, untied, top-k before softmax,
- * z-loss) and a dense model. */
+ * z-loss), a dense model, and encoders: padded batches with masked-LM
+ * targets, post-norm blocks, sinusoidal positions, [CLS] and mean-pooled
+ * classifiers. */
 #include "test_util.h"
 
 #include "moe/model.h"
@@ -14,7 +16,9 @@ enum { B = 2, T = 6 };
 
 typedef struct ctx {
     moe_model *m;
-    int32_t x[B * T], y[B * T];
+    int32_t x[B * T], y[B * T], labels[B];
+    uint8_t pad[B * T];
+    moe_batch batch;
     moe_arena arena;
 } ctx;
 
@@ -22,7 +26,7 @@ static double loss_fn(void *p) {
     ctx *c = p;
     double ce = 0, aux = 0;
     moe_arena_reset(&c->arena);
-    moe_status st = moe_model_forward(c->m, c->x, c->y, B, T, 1, NULL, &c->arena, &ce, &aux);
+    moe_status st = moe_model_forward_batch(c->m, &c->batch, 1, NULL, &c->arena, &ce, &aux);
     if (st != MOE_OK) fprintf(stderr, "forward: %s\n", moe_last_error());
     assert_int_equal(st, MOE_OK);
     return ce + aux;
@@ -55,16 +59,25 @@ static moe_model_config base_config(void) {
     return c;
 }
 
-static void check_model(const moe_model_config *cfg) {
+/* What the batch carries besides tokens. */
+enum { LM = 1, LABELS = 2, PADDED = 4 };
+
+static void check_model_with(const moe_model_config *cfg, int what) {
     ctx c;
     assert_int_equal(moe_model_create(&c.m, cfg, 3), MOE_OK);
     moe_arena_init(&c.arena);
     moe_rng r;
     moe_rng_seed(&r, 11);
     for (int i = 0; i < B * T; i++) {
+        /* sequence 1 has 4 real tokens and 2 of padding, which is never a target */
+        c.pad[i] = !(what & PADDED) || i < T + 4;
         c.x[i] = (int32_t)moe_rng_below(&r, (uint32_t)cfg->vocab_size);
-        c.y[i] = i == 3 ? -1 : (int32_t)moe_rng_below(&r, (uint32_t)cfg->vocab_size);
+        c.y[i] = i == 3 || !c.pad[i] ? -1 : (int32_t)moe_rng_below(&r, (uint32_t)cfg->vocab_size);
     }
+    c.labels[0] = 1;
+    c.labels[1] = cfg->n_classes > 2 ? 2 : 0;
+    c.batch = (moe_batch){c.x, (what & LM) ? c.y : NULL, (what & LABELS) ? c.labels : NULL,
+                          (what & PADDED) ? c.pad : NULL, B, T};
     /* larger weights than the 0.02 init so every path carries signal */
     const moe_param_table *t = moe_model_table(c.m);
     moe_real *p = moe_model_params(c.m);
@@ -86,6 +99,10 @@ static void check_model(const moe_model_config *cfg) {
     free(g);
     moe_arena_free(&c.arena);
     moe_model_free(c.m);
+}
+
+static void check_model(const moe_model_config *cfg) {
+    check_model_with(cfg, LM);
 }
 
 static void test_gpt_style(void **state) {
@@ -116,8 +133,45 @@ static void test_dense(void **state) {
     check_model(&c);
 }
 
+/* Masked-LM on a padded batch: bidirectional, pre-norm, learned positions. */
+static void test_encoder_mlm_padded(void **state) {
+    (void)state;
+    moe_model_config c = base_config();
+    c.bidirectional = 1;
+    c.moe.z_coef = 0.01f;
+    check_model_with(&c, LM | PADDED);
+}
+
+/* Seed 003's shape: post-norm blocks, sinusoidal positions, a [CLS]
+ * classifier, MoE every other block. */
+static void test_encoder_post_ln_cls(void **state) {
+    (void)state;
+    moe_model_config c = base_config();
+    c.bidirectional = 1;
+    c.post_ln = 1;
+    c.pos = MOE_POS_SINUSOIDAL;
+    c.moe_every = 2;
+    c.n_classes = 3;
+    c.pool = MOE_POOL_CLS;
+    check_model_with(&c, LABELS | PADDED);
+}
+
+/* Mean pooling over real tokens, classification and masked-LM together. */
+static void test_encoder_mean_pool_both_heads(void **state) {
+    (void)state;
+    moe_model_config c = base_config();
+    c.bidirectional = 1;
+    c.n_classes = 2;
+    c.pool = MOE_POOL_MEAN;
+    c.norm = MOE_NORM_RMSNORM;
+    check_model_with(&c, LM | LABELS | PADDED);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_encoder_mlm_padded),
+        cmocka_unit_test(test_encoder_post_ln_cls),
+        cmocka_unit_test(test_encoder_mean_pool_both_heads),
         cmocka_unit_test(test_gpt_style),
         cmocka_unit_test(test_mixtral_style),
         cmocka_unit_test(test_dense),

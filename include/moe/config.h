@@ -13,9 +13,13 @@ extern "C" {
 #endif
 
 typedef enum moe_norm_kind { MOE_NORM_LAYERNORM, MOE_NORM_RMSNORM } moe_norm_kind;
-typedef enum moe_pos_kind { MOE_POS_LEARNED, MOE_POS_ROPE } moe_pos_kind;
+typedef enum moe_pos_kind { MOE_POS_LEARNED, MOE_POS_ROPE, MOE_POS_SINUSOIDAL } moe_pos_kind;
+typedef enum moe_pool_kind { MOE_POOL_CLS, MOE_POOL_MEAN } moe_pool_kind;
 
-/* A decoder-only transformer; a dense model is moe_every = 0. */
+/* A transformer: decoder-only (causal, the default) or an encoder
+ * (bidirectional attention with a padding mask, for masked-LM and
+ * classification); a dense model is moe_every = 0. A zeroed struct's
+ * choices are the decoder's. */
 typedef struct moe_model_config {
     int vocab_size;         /* V (256 for bytes) */
     int max_seq_len;        /* longest context (learned positions table size) */
@@ -25,7 +29,11 @@ typedef struct moe_model_config {
     int n_kv_head;          /* key/value heads (grouped-query); n_head % n_kv_head == 0 */
     moe_pos_kind pos;       /* learned table or rotary */
     float rope_theta;       /* rotary base */
-    moe_norm_kind norm;     /* pre-norm kind for blocks and the final norm */
+    moe_norm_kind norm;     /* norm kind for blocks and the final norm */
+    int bidirectional;      /* 0: token t sees 0..t (decoder); 1: every real token (encoder) */
+    int post_ln;            /* 1: norm after each residual add (BERT, seed 003); 0: pre-norm */
+    int n_classes;          /* > 0: a classifier head over the pooled sequence */
+    moe_pool_kind pool;     /* classifier input: the first ([CLS]) token or the mean of real ones */
     float norm_eps;         /* norm epsilon */
     int tied_embeddings;    /* lm head = token embedding^T */
     int attn_bias;          /* qkv and output projections carry biases */

@@ -44,6 +44,29 @@ double moe_model_all_experts_flops_per_token(const moe_model *m, int T);
 moe_status moe_model_forward(moe_model *m, const int32_t *tokens, const int32_t *targets, int B,
                              int T, int training, moe_rng *rng, moe_arena *arena, double *ce_loss,
                              double *aux_loss);
+/* One batch for any task. tokens [B, T]; targets [B, T] next-token or
+ * masked-token ids (< 0 ignored) for the LM head, or NULL; labels [B] class
+ * ids for the classifier head (model.n_classes > 0; < 0 ignored), or NULL;
+ * pad_mask [B, T] (1 = real token, 0 = padding), or NULL for none. Padding
+ * never counts: attention never looks at it, MoE layers route only real
+ * tokens (so routing statistics and auxiliary losses ignore padding), mean
+ * pooling skips it; give padded positions target -1. */
+typedef struct moe_batch {
+    const int32_t *tokens;
+    const int32_t *targets;
+    const int32_t *labels;
+    const uint8_t *pad_mask;
+    int B, T;
+} moe_batch;
+
+/* Forward of a batch: *task_loss = the LM cross-entropy (targets) plus the
+ * classification cross-entropy (labels), *aux_loss the weighted auxiliary
+ * losses. With neither targets nor labels it only computes outputs. */
+moe_status moe_model_forward_batch(moe_model *m, const moe_batch *batch, int training, moe_rng *rng,
+                                   moe_arena *arena, double *task_loss, double *aux_loss);
+/* Class logits [B, n_classes] of the last forward (classifier models). */
+const moe_real *moe_model_class_logits(const moe_model *m);
+
 /* Adds d(loss)/d(params) * scale to the gradients (scale = 1/grad_accum). */
 moe_status moe_model_backward(moe_model *m, moe_arena *arena, float scale);
 void moe_model_zero_grads(moe_model *m);

@@ -1,5 +1,6 @@
 /* Decoder-only transformer: parameter table, allocation, initialisation. */
 #include "models/gpt_internal.h"
+#include "ops/ops.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -42,6 +43,12 @@ static moe_status check_config(const moe_model_config *c) {
         return moe_error(MOE_ERR_INVALID,
                          "model.n_head = %d is not a multiple of model.n_kv_head = %d", c->n_head,
                          c->n_kv_head);
+    if (c->n_classes < 0 || (unsigned)c->pool > MOE_POOL_MEAN)
+        return moe_error(MOE_ERR_INVALID,
+                         "model.n_classes must be >= 0 and model.pool cls or mean");
+    if (c->pos == MOE_POS_SINUSOIDAL && c->d_model % 2)
+        return moe_error(MOE_ERR_INVALID,
+                         "model.pos = sinusoidal needs an even model.d_model (got %d)", c->d_model);
     if (c->pos == MOE_POS_ROPE && gpt_head_dim(c) % 2)
         return moe_error(MOE_ERR_INVALID,
                          "model.pos = rope needs an even head dim (d_model / "
@@ -106,6 +113,10 @@ static moe_status build_table(moe_model *m) {
     add(&r, "model.norm.weight", 1, D, 0, 0);
     if (ln_bias) add(&r, "model.norm.bias", 1, D, 0, 0);
     if (!c->tied_embeddings) add(&r, "lm_head.weight", 2, c->vocab_size, D, 0);
+    if (c->n_classes > 0) {
+        add(&r, "classifier.weight", 2, c->n_classes, D, 0);
+        add(&r, "classifier.bias", 1, c->n_classes, 0, 0);
+    }
     return r.st;
 }
 
@@ -123,6 +134,8 @@ static void bind(const moe_model *m, gpt_w *w, moe_real *base) {
     w->lnf_w = at(m, base, "model.norm.weight");
     w->lnf_b = at(m, base, "model.norm.bias");
     w->lm_head = c->tied_embeddings ? w->wte : at(m, base, "lm_head.weight");
+    w->cls_w = at(m, base, "classifier.weight");
+    w->cls_b = at(m, base, "classifier.bias");
     for (int l = 0; l < c->n_layer; l++) {
         gpt_block_w *b = &w->blocks[l];
 #define T_(fmt) (snprintf(n, sizeof n, "model.layers.%d." fmt, l), at(m, base, n))
@@ -207,6 +220,11 @@ moe_status moe_model_create(moe_model **out, const moe_model_config *cfg, uint64
     bind(m, &m->w, m->params);
     bind(m, &m->g, m->grads);
     init_weights(m, seed);
+    if (cfg->pos == MOE_POS_SINUSOIDAL) {
+        m->sinusoid = malloc((size_t)cfg->max_seq_len * cfg->d_model * sizeof *m->sinusoid);
+        if (!m->sinusoid) goto nomem;
+        sinusoid_positions(m->sinusoid, cfg->max_seq_len, cfg->d_model);
+    }
     *out = m;
     return MOE_OK;
 nomem:
@@ -225,6 +243,7 @@ void moe_model_free(moe_model *m) {
     free(m->g.blocks);
     free(m->block_is_moe);
     free(m->moe_block);
+    free(m->sinusoid);
     free(m);
 }
 

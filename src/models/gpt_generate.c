@@ -31,10 +31,10 @@ static moe_status decode(moe_model *m, kv_cache *cache, const int32_t *tokens, i
     ALLOC(tmp, ND);
     ALLOC(scores, S);
     embedding_forward(x, tokens, m->w.wte, n, D);
-    if (m->w.wpe)
+    const moe_real *pos = m->w.wpe ? m->w.wpe : m->sinusoid;
+    if (pos)
         for (int t = 0; t < n; t++)
-            residual_forward(x + (size_t)t * D, x + (size_t)t * D,
-                             m->w.wpe + (size_t)(pos0 + t) * D, D);
+            residual_forward(x + (size_t)t * D, x + (size_t)t * D, pos + (size_t)(pos0 + t) * D, D);
     for (int l = 0; l < c->n_layer; l++) {
         const gpt_block_w *w = &m->w.blocks[l];
         moe_real *kc = cache->k + (size_t)l * S * kvw, *vc = cache->v + (size_t)l * S * kvw;
@@ -78,6 +78,10 @@ moe_status moe_model_generate(moe_model *m, const int32_t *prompt, int n_prompt,
     const moe_model_config *c = &m->cfg;
     int V = c->vocab_size, S = c->max_seq_len;
     if (n_prompt < 1) return moe_error(MOE_ERR_INVALID, "generate: the prompt is empty");
+    if (c->bidirectional || c->post_ln)
+        return moe_error(MOE_ERR_INVALID, "generate: needs a causal pre-norm decoder; this model "
+                                          "is an encoder or post-norm (model.bidirectional, "
+                                          "model.post_ln)");
     for (int i = 0; i < n_prompt; i++)
         if (prompt[i] < 0 || prompt[i] >= V)
             return moe_error(MOE_ERR_INVALID, "generate: prompt token %d at %d is outside [0, %d)",

@@ -20,13 +20,19 @@ typedef struct gpt_w {
     moe_real *wpe;           /* [S, D] learned positions or NULL */
     moe_real *lnf_w, *lnf_b; /* [D] final norm */
     moe_real *lm_head;       /* [V, D] or the same as wte when tied */
+    moe_real *cls_w, *cls_b; /* [C, D], [C] classifier head (n_classes > 0) */
     gpt_block_w *blocks;     /* [L] */
 } gpt_w;
 
-/* What one block's forward saved for backward. */
+/* What one block's forward saved for backward. Pre-norm:
+ *   x_mid = x_in + drop(attn(ln1(x_in))), out = x_mid + drop(ffn(ln2(x_mid)));
+ * post-norm (post_ln):
+ *   x_mid = ln1(h1), h1 = x_in + drop(attn(x_in)); out = ln2(h2), h2 = x_mid + drop(ffn(x_mid)). */
 typedef struct gpt_block_acts {
     moe_real *x_in;                      /* [N, D] residual stream entering the block */
-    moe_real *ln1, *ln1_mean, *ln1_rstd; /* [N, D], [N], [N] */
+    moe_real *ln1, *ln1_mean, *ln1_rstd; /* [N, D], [N], [N] (pre-norm: attention input) */
+    moe_real *h1, *h2;                   /* [N, D] post-norm: sums before ln1 and ln2 */
+    const moe_real *attn_in, *ffn_in;    /* what attention and the FFN read */
     moe_real *qkv;                       /* [N, QKV] after rotary */
     moe_real *att;                       /* [B, H, T, T] attention probabilities */
     moe_real *attn;                      /* [N, D] attention output before o_proj */
@@ -57,9 +63,18 @@ struct moe_model {
     gpt_block_acts *acts; /* [L] in the arena */
     moe_real *x_final;    /* [N, D] residual stream after the last block */
     moe_real *lnf, *lnf_mean, *lnf_rstd;
-    moe_real *logits; /* [N, V] */
-    moe_real *probs;  /* [N, V] softmax of logits (loss) */
-    int n_counted;    /* targets counted by the loss */
+    moe_real *logits;        /* [N, V] (NULL when only the classifier ran) */
+    moe_real *probs;         /* [N, V] softmax of logits (loss) */
+    int n_counted;           /* targets counted by the loss */
+    moe_real *sinusoid;      /* [S, D] fixed positions (pos = sinusoidal), malloc'd */
+    const uint8_t *pad_mask; /* [B, T] of the last forward, or NULL */
+    const int32_t *labels;   /* [B] class labels of the last forward, or NULL */
+    int *valid;              /* [n_valid] rows of real tokens (pad_mask set) */
+    int n_valid;
+    moe_real *pooled;     /* [B, D] classifier input */
+    moe_real *cls_logits; /* [B, C] */
+    moe_real *cls_probs;  /* [B, C] (loss) */
+    int n_labels;         /* labels counted by the loss */
 };
 
 /* Arena allocation inside a function returning moe_status (needs `arena`). */

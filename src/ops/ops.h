@@ -84,6 +84,25 @@ void swiglu_forward(moe_real *out, const moe_real *a, const moe_real *b, long N)
 void swiglu_backward(moe_real *da, moe_real *db, const moe_real *dout, const moe_real *a,
                      const moe_real *b, long N);
 
+/* --- Sequence pooling for classifiers. inp [B,T,D] -> out [B,D]: the row
+ * at t = 0 ([CLS]), or with mean = 1 the mean over rows whose pad_mask [B,T]
+ * is 1 (NULL: all rows; a sequence of only padding gives 0). Backward
+ * writes dinp (0 where nothing flowed). */
+void pool_forward(moe_real *out, const moe_real *inp, const uint8_t *pad_mask, int B, int T, int D,
+                  int mean);
+void pool_backward(moe_real *dinp, const moe_real *dout, const uint8_t *pad_mask, int B, int T,
+                   int D, int mean);
+
+/* --- Row gather/scatter: out[r] = inp[rows[r]] for r < n; scatter writes
+ * out [N,D] with zeros except out[rows[r]] = inp[r]. Used to run MoE layers
+ * on the real tokens of a padded batch only. */
+void rows_gather(moe_real *out, const moe_real *inp, const int *rows, int n, int D);
+void rows_scatter(moe_real *out, const moe_real *inp, const int *rows, int n, int N, int D);
+
+/* --- Fixed sinusoidal positions (Vaswani et al.): table [S,D], row t holds
+ * sin(t w_j) at 2j and cos(t w_j) at 2j+1, w_j = 10000^(-2j/D). */
+void sinusoid_positions(moe_real *table, int S, int D);
+
 /* --- Inverted dropout with probability p: mask [N] saves 0 or 1/(1-p).
  * Draws one u64 from rng per call (p > 0); the mask does not depend on the
  * thread count. p <= 0: identity (mask 1); p >= 1: everything dropped. */

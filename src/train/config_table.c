@@ -5,10 +5,11 @@
 #include <string.h>
 
 _Static_assert(sizeof(moe_pos_kind) == sizeof(int) && sizeof(moe_activation) == sizeof(int) &&
-                   sizeof(moe_optim_kind) == sizeof(int),
+                   sizeof(moe_pool_kind) == sizeof(int) && sizeof(moe_optim_kind) == sizeof(int),
                "CFG_ENUM stores C enums as int");
 
-static const char *const pos_names[] = {"learned", "rope", NULL};
+static const char *const pos_names[] = {"learned", "rope", "sinusoidal", NULL};
+static const char *const pool_names[] = {"cls", "mean", NULL};
 static const char *const norm_names[] = {"layernorm", "rmsnorm", NULL};
 static const char *const act_names[] = {"relu", "gelu", "silu", "swiglu", NULL};
 static const char *const score_names[] = {"softmax", "sigmoid", NULL};
@@ -54,6 +55,10 @@ const cfg_field cfg_fields[] = {
     ENUM("model.pos", model.pos, MOE_POS_LEARNED, pos_names),
     FLT("model.rope_theta", model.rope_theta, 10000, 1, BIG),
     ENUM("model.norm", model.norm, MOE_NORM_LAYERNORM, norm_names),
+    BOOL("model.bidirectional", model.bidirectional, 0),
+    BOOL("model.post_ln", model.post_ln, 0),
+    INT("model.n_classes", model.n_classes, 0, 0, 1 << 20),
+    ENUM("model.pool", model.pool, MOE_POOL_CLS, pool_names),
     FLT("model.norm_eps", model.norm_eps, 1e-5, 1e-12, 1),
     BOOL("model.tied_embeddings", model.tied_embeddings, 1),
     BOOL("model.attn_bias", model.attn_bias, 1),
