@@ -1,7 +1,9 @@
 /* Parity with PyTorch (scripts/ref/model_train.py, twin in twin_gpt.py): a
- * 2-layer MoE transformer in three variants (GPT-2 style; Mixtral style with
- * RoPE, RMSNorm, GQA, untied head, top-k before softmax; mixed dense/MoE
- * with top-1), same initial weights: first-step gradients, 10 AdamW losses
+ * 2-layer MoE transformer in three decoder variants (GPT-2 style; Mixtral
+ * style with RoPE, RMSNorm, GQA, untied head, top-k before softmax; mixed
+ * dense/MoE with top-1) and three encoders on padded batches (masked-LM;
+ * post-norm, sinusoidal, [CLS] classifier; mean-pooled classifier with
+ * masked-LM), same initial weights: first-step gradients, 10 AdamW losses
  * and the final weights. PyTorch runs in float64, libmoe in float32. */
 #include "test_util.h"
 
@@ -61,6 +63,19 @@ static moe_model_config variant_config(const char *name, int T) {
         e->top_k = 1;
         e->renormalize = 0;
         e->switch_divide_by_k = 0;
+    } else if (!strncmp(name, "enc_", 4)) {
+        c.bidirectional = 1;
+        if (!strcmp(name, "enc_cls_post")) {
+            c.post_ln = 1;
+            c.pos = MOE_POS_SINUSOIDAL;
+            c.n_classes = 2;
+            c.pool = MOE_POOL_CLS;
+            c.moe_every = 2;
+        } else if (!strcmp(name, "enc_mean_both")) {
+            c.norm = MOE_NORM_RMSNORM;
+            c.n_classes = 3;
+            c.pool = MOE_POOL_MEAN;
+        }
     }
     return c;
 }
@@ -108,6 +123,23 @@ static long compare_tensors(const moe_param_table *t, const moe_real *block, con
     return bad;
 }
 
+/* "<variant>.<what>"; NULL when absent and not required. */
+static const ref_tensor *variant_tensor(const char *variant, const char *what, int required) {
+    char key[64];
+    snprintf(key, sizeof key, "%s.%s", variant, what);
+    for (int i = 0; i < ref.n; i++)
+        if (!strcmp(ref.t[i].name, key)) return &ref.t[i];
+    assert_false(required);
+    return NULL;
+}
+
+static int32_t *ints_of(const ref_tensor *r) {
+    if (!r) return NULL;
+    int32_t *v = malloc((size_t)r->numel * sizeof *v);
+    ref_to_int(v, r);
+    return v;
+}
+
 static void run_variant(const char *name) {
     int B = (int)ref_scalar(&ref, "B"), T = (int)ref_scalar(&ref, "T");
     int steps = (int)ref_scalar(&ref, "steps");
@@ -118,19 +150,16 @@ static void run_variant(const char *name) {
     const moe_param_table *t = moe_model_table(m);
     load_tensors(t, moe_model_params(m), name, "init");
 
-    char key[64];
-    snprintf(key, sizeof key, "%s.tokens", name);
-    const ref_tensor *tok = ref_get(&ref, key);
-    snprintf(key, sizeof key, "%s.targets", name);
-    const ref_tensor *tgt = ref_get(&ref, key);
-    snprintf(key, sizeof key, "%s.losses", name);
-    const ref_tensor *losses = ref_get(&ref, key);
-    assert_non_null(tok);
-    assert_non_null(tgt);
-    assert_non_null(losses);
-    int32_t *x = malloc(tok->numel * sizeof *x), *y = malloc(tgt->numel * sizeof *y);
-    ref_to_int(x, tok);
-    ref_to_int(y, tgt);
+    const ref_tensor *tok = variant_tensor(name, "tokens", 1);
+    const ref_tensor *losses = variant_tensor(name, "losses", 1);
+    int32_t *x = ints_of(tok), *y = ints_of(variant_tensor(name, "targets", 0));
+    int32_t *labels = ints_of(variant_tensor(name, "labels", 0));
+    int32_t *pad32 = ints_of(variant_tensor(name, "pad", 0));
+    uint8_t *pad = NULL;
+    if (pad32) {
+        pad = malloc((size_t)tok->numel);
+        for (long i = 0; i < tok->numel; i++) pad[i] = (uint8_t)pad32[i];
+    }
 
     moe_optim_config oc = {.kind = MOE_OPT_ADAMW,
                            .lr = lr,
@@ -146,9 +175,14 @@ static void run_variant(const char *name) {
         double ce, aux;
         moe_arena_reset(&arena);
         moe_model_zero_grads(m);
-        assert_int_equal(moe_model_forward(m, x + (size_t)s * B * T, y + (size_t)s * B * T, B, T, 1,
-                                           NULL, &arena, &ce, &aux),
-                         MOE_OK);
+        size_t at = (size_t)s * B * T;
+        moe_batch batch = {x + at,
+                           y ? y + at : NULL,
+                           labels ? labels + (size_t)s * B : NULL,
+                           pad ? pad + at : NULL,
+                           B,
+                           T};
+        assert_int_equal(moe_model_forward_batch(m, &batch, 1, NULL, &arena, &ce, &aux), MOE_OK);
         assert_int_equal(moe_model_backward(m, &arena, 1.0f), MOE_OK);
         if (s == 0)
             fprintf(stderr, "%s step 0: loss %.7f (ce %.7f aux %.7f) torch %.7f\n", name, ce + aux,
@@ -168,6 +202,9 @@ static void run_variant(const char *name) {
     moe_model_free(m);
     free(x);
     free(y);
+    free(labels);
+    free(pad32);
+    free(pad);
 }
 
 static void test_gpt(void **state) {
@@ -182,15 +219,27 @@ static void test_alt(void **state) {
     (void)state;
     run_variant("alt");
 }
+static void test_enc_mlm(void **state) {
+    (void)state;
+    run_variant("enc_mlm");
+}
+static void test_enc_cls_post(void **state) {
+    (void)state;
+    run_variant("enc_cls_post");
+}
+static void test_enc_mean_both(void **state) {
+    (void)state;
+    run_variant("enc_mean_both");
+}
 
 int main(int argc, char **argv) {
     assert_true(argc > 1);
     ref_path = argv[1];
     if (ref_load(&ref, ref_path) != 0) return 1;
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_gpt),
-        cmocka_unit_test(test_mixtral),
-        cmocka_unit_test(test_alt),
+        cmocka_unit_test(test_gpt),          cmocka_unit_test(test_mixtral),
+        cmocka_unit_test(test_alt),          cmocka_unit_test(test_enc_mlm),
+        cmocka_unit_test(test_enc_cls_post), cmocka_unit_test(test_enc_mean_both),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     ref_free(&ref);

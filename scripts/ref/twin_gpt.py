@@ -13,7 +13,8 @@ def default_config(**kw):
              tied_embeddings=True, attn_bias=True, moe_every=1, d_ff=64, ffn_act="gelu",
              n_experts=4, top_k=2, moe_d_ff=32, moe_act="swiglu", score="softmax",
              topk_before_softmax=False, renormalize=True, switch_coef=0.01,
-             switch_divide_by_k=True)
+             switch_divide_by_k=True, bidirectional=False, post_ln=False, n_classes=0,
+             pool="cls")
     c.update(kw)
     return c
 
@@ -61,6 +62,9 @@ def param_shapes(c):
         out.append(("model.norm.bias", (D,)))
     if not c["tied_embeddings"]:
         out.append(("lm_head.weight", (c["vocab_size"], D)))
+    if c["n_classes"] > 0:
+        out.append(("classifier.weight", (c["n_classes"], D)))
+        out.append(("classifier.bias", (c["n_classes"],)))
     return out
 
 
@@ -131,18 +135,41 @@ def moe_ffn(c, P, p, x):
     return out, aux
 
 
-def forward(c, P, tokens, targets):
+def sinusoid(T, D, dtype):
+    """Vaswani et al.: sin at even, cos at odd columns, pairs share 10000^(-2j/D)."""
+    pos = torch.arange(T, dtype=dtype)[:, None]
+    j = torch.arange(0, D, 2, dtype=dtype)
+    ang = pos * 10000.0 ** (-j / D)
+    out = torch.zeros(T, D, dtype=dtype)
+    out[:, 0::2], out[:, 1::2] = ang.sin(), ang.cos()
+    return out
+
+
+def forward(c, P, tokens, targets, labels=None, pad=None):
+    """pad [B, T] bool (True = real token) or None. Returns (task loss, aux)
+    where the task loss is the LM cross-entropy (targets not None) plus the
+    classifier's (labels not None)."""
     B, T = tokens.shape
     D, H, KVH = c["d_model"], c["n_head"], c["n_kv_head"]
     hd = D // H
     x = P["model.embed_tokens.weight"][tokens]
     if c["pos"] == "learned":
         x = x + P["model.embed_positions.weight"][:T]
+    elif c["pos"] == "sinusoidal":
+        x = x + sinusoid(T, D, x.dtype)
     aux = 0.0
-    mask = torch.ones(T, T, dtype=torch.bool).triu(1)
+    if c["bidirectional"]:
+        mask = torch.zeros(B, 1, T, T, dtype=torch.bool)
+        if pad is not None:  # padded keys are never attended
+            mask = mask | ~pad[:, None, None, :]
+    else:
+        mask = torch.ones(T, T, dtype=torch.bool).triu(1)
+    post = c["post_ln"]
     for l in range(c["n_layer"]):
         p = f"model.layers.{l}."
-        h = norm(c, x, P[p + "input_layernorm.weight"], P.get(p + "input_layernorm.bias"))
+        ln1 = (P[p + "input_layernorm.weight"], P.get(p + "input_layernorm.bias"))
+        ln2 = (P[p + "post_attention_layernorm.weight"], P.get(p + "post_attention_layernorm.bias"))
+        h = x if post else norm(c, x, *ln1)
         qkv = h @ P[p + "self_attn.qkv_proj.weight"].T
         if c["attn_bias"]:
             qkv = qkv + P[p + "self_attn.qkv_proj.bias"]
@@ -162,11 +189,18 @@ def forward(c, P, tokens, targets):
         if c["attn_bias"]:
             a = a + P[p + "self_attn.o_proj.bias"]
         x = x + a
-        h = norm(c, x, P[p + "post_attention_layernorm.weight"],
-                 P.get(p + "post_attention_layernorm.bias"))
+        if post:
+            x = norm(c, x, *ln1)
+        h = x if post else norm(c, x, *ln2)
         if is_moe(c, l):
-            y, al = moe_ffn(c, P, p + "block_sparse_moe.", h.reshape(B * T, D))
-            y = y.view(B, T, D)
+            flat = h.reshape(B * T, D)
+            if pad is not None:  # the MoE layer routes the real tokens only
+                rows = pad.reshape(-1).nonzero().squeeze(1)
+                yv, al = moe_ffn(c, P, p + "block_sparse_moe.", flat[rows])
+                y = torch.zeros_like(flat).index_add(0, rows, yv).view(B, T, D)
+            else:
+                y, al = moe_ffn(c, P, p + "block_sparse_moe.", flat)
+                y = y.view(B, T, D)
             aux = aux + al
         else:
             if c["ffn_act"] == "swiglu":
@@ -175,8 +209,20 @@ def forward(c, P, tokens, targets):
                 y = act(c["ffn_act"], h @ P[p + "mlp.w1.weight"].T)
             y = y @ P[p + "mlp.w2.weight"].T
         x = x + y
+        if post:
+            x = norm(c, x, *ln2)
     x = norm(c, x, P["model.norm.weight"], P.get("model.norm.bias"))
-    head = P["model.embed_tokens.weight"] if c["tied_embeddings"] else P["lm_head.weight"]
-    logits = x @ head.T
-    ce = F.cross_entropy(logits.reshape(B * T, -1), targets.reshape(-1), ignore_index=-1)
-    return ce, aux
+    loss = 0.0
+    if targets is not None:
+        head = P["model.embed_tokens.weight"] if c["tied_embeddings"] else P["lm_head.weight"]
+        logits = x @ head.T
+        loss = F.cross_entropy(logits.reshape(B * T, -1), targets.reshape(-1), ignore_index=-1)
+    if labels is not None:
+        if c["pool"] == "mean":
+            w = pad.to(x.dtype)[..., None] if pad is not None else torch.ones(B, T, 1, dtype=x.dtype)
+            pooled = (x * w).sum(1) / w.sum(1)
+        else:
+            pooled = x[:, 0]
+        cls = pooled @ P["classifier.weight"].T + P["classifier.bias"]
+        loss = loss + F.cross_entropy(cls, labels, ignore_index=-1)
+    return loss, aux
