@@ -76,8 +76,12 @@ static void check_model_with(const moe_model_config *cfg, int what) {
     }
     c.labels[0] = 1;
     c.labels[1] = cfg->n_classes > 2 ? 2 : 0;
-    c.batch = (moe_batch){c.x, (what & LM) ? c.y : NULL, (what & LABELS) ? c.labels : NULL,
-                          (what & PADDED) ? c.pad : NULL, B, T};
+    c.batch = (moe_batch){c.x,
+                          (what & LM) ? c.y : NULL,
+                          (what & LABELS) ? c.labels : NULL,
+                          (what & PADDED) ? c.pad : NULL,
+                          B,
+                          T};
     /* larger weights than the 0.02 init so every path carries signal */
     const moe_param_table *t = moe_model_table(c.m);
     moe_real *p = moe_model_params(c.m);
