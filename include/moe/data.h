@@ -51,6 +51,17 @@ moe_status moe_corpus_topics(const moe_corpus *c, const moe_data_config *cfg, mo
 void moe_topics_window(const moe_corpus *c, const moe_topics *t, int topic, int i, int n_windows,
                        int T, int32_t *x);
 
+/* Masked-LM corruption of tokens [N] in place. Each real (pad_mask 1 or
+ * NULL), regular (0 <= id < n_regular: special tokens are never chosen)
+ * position is chosen with probability prob; targets [N] get the original
+ * token at chosen positions and -1 elsewhere. BERT: a chosen token becomes
+ * mask_id 80% of the time, a random regular token 10%, stays 10%;
+ * ALL_MASK (seed 003): always mask_id. At least one position is chosen when
+ * any is eligible, so the loss is defined. Returns how many were chosen. */
+typedef enum moe_mlm_mode { MOE_MLM_BERT, MOE_MLM_ALL_MASK } moe_mlm_mode;
+long moe_mlm_mask(int32_t *tokens, int32_t *targets, const uint8_t *pad_mask, long N, float prob,
+                  moe_mlm_mode mode, int32_t mask_id, int32_t n_regular, moe_rng *rng);
+
 #ifdef __cplusplus
 }
 #endif
