@@ -14,5 +14,6 @@
 #include "moe/obs.h"
 #include "moe/train.h"
 #include "moe/report.h"
+#include "moe/metrics.h"
 
 #endif

@@ -80,12 +80,21 @@ void ref_to_int(int32_t *dst, const ref_tensor *t) {
     for (int64_t i = 0; i < t->numel; i++) dst[i] = (int32_t)llround(t->data[i]);
 }
 
-long ref_compare(const char *what, const moe_real *got, const double *want, long n, double atol,
-                 double rtol) {
+static double real_at(const void *values, long i) {
+    return (double)((const moe_real *)values)[i];
+}
+
+static double f64_at(const void *values, long i) {
+    return ((const double *)values)[i];
+}
+
+/* ref_compare over values read by at(); digits: precision of the message */
+static long compare(const char *what, const void *got, double (*at)(const void *, long), int digits,
+                    const double *want, long n, double atol, double rtol) {
     long bad = 0, worst = -1;
     double worst_excess = 0;
     for (long i = 0; i < n; i++) {
-        double err = fabs((double)got[i] - want[i]);
+        double err = fabs(at(got, i) - want[i]);
         double lim = atol + rtol * fabs(want[i]);
         if (!(err <= lim)) {
             bad++;
@@ -97,7 +106,17 @@ long ref_compare(const char *what, const moe_real *got, const double *want, long
         }
     }
     if (bad)
-        fprintf(stderr, "%s: %ld of %ld differ; worst [%ld] got %.8g want %.8g\n", what, bad, n,
-                worst, (double)got[worst], want[worst]);
+        fprintf(stderr, "%s: %ld of %ld differ; worst [%ld] got %.*g want %.*g\n", what, bad, n,
+                worst, digits, at(got, worst), digits, want[worst]);
     return bad;
+}
+
+long ref_compare(const char *what, const moe_real *got, const double *want, long n, double atol,
+                 double rtol) {
+    return compare(what, got, real_at, 8, want, n, atol, rtol);
+}
+
+long ref_compare_f64(const char *what, const double *got, const double *want, long n, double atol,
+                     double rtol) {
+    return compare(what, got, f64_at, 17, want, n, atol, rtol);
 }

@@ -35,5 +35,8 @@ void ref_to_int(int32_t *dst, const ref_tensor *t);
  * one with what; returns that count (0 = match). */
 long ref_compare(const char *what, const moe_real *got, const double *want, long n, double atol,
                  double rtol);
+/* The same for double values (printed with 17 digits). */
+long ref_compare_f64(const char *what, const double *got, const double *want, long n, double atol,
+                     double rtol);
 
 #endif
