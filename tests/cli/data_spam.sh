@@ -31,6 +31,7 @@ for name, s in splits.items():
 for name, share in (("train", 0.8), ("val", 0.1), ("test", 0.1)):
     assert abs(splits[name]["mails"] - share * j["mails"]) <= 2, (name, splits[name])
 assert j["fractions"] == {"train": 0.8, "val": 0.1, "test": 0.1}, j["fractions"]
+assert j["bodies_empty"] < 50 and j["bodies_cut"] < 50, j  # image-only spam; 32 KiB cap
 assert 0 < j["load_seconds"] < 20, j["load_seconds"]
 shown = j["shown"]
 assert len(shown) == 2, shown
