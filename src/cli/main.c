@@ -1,5 +1,5 @@
 /* moe: train, evaluate, generate, benchmark and report on Mixture-of-Experts
- * models. */
+ * models, and inspect data sets. */
 #include "cli/cli.h"
 
 #include <stdio.h>
@@ -12,7 +12,8 @@ static void usage(FILE *fp) {
                 "  eval      validation loss, perplexity and speed of a checkpoint (JSON)\n"
                 "  generate  continue a prompt with a trained checkpoint\n"
                 "  bench     time training steps of a config (tokens/s, memory, GFLOP/s)\n"
-                "  report    an HTML report of a run directory (charts; opens offline)\n\n"
+                "  report    an HTML report of a run directory (charts; opens offline)\n"
+                "  data      a data set as libmoe reads it (JSON): 'moe data spam'\n\n"
                 "'moe <command> --help' describes each one.\n");
 }
 
@@ -35,6 +36,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "generate")) return cmd_generate(argc - 1, argv + 1);
     if (!strcmp(cmd, "bench")) return cmd_bench(argc - 1, argv + 1);
     if (!strcmp(cmd, "report")) return cmd_report(argc - 1, argv + 1);
+    if (!strcmp(cmd, "data")) return cmd_data(argc - 1, argv + 1);
     fprintf(stderr, "moe: unknown command '%s'\n\n", cmd);
     usage(stderr);
     return 2;

@@ -18,7 +18,7 @@ if [ -f node_modules/plotly.js-dist-min/plotly.min.js ]; then
   cmp -s node_modules/plotly.js-dist-min/plotly.min.js "$WORK/prefix/share/libmoe/plotly.min.js" \
     || fail "plotly.min.js not installed into share/libmoe"
 fi
-for c in "" train eval generate bench report; do
+for c in "" train eval generate bench report data; do
   $MOE $c --help > /dev/null || fail "moe $c --help"
 done
 echo "1 passed, 0 failed"
