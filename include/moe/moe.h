@@ -9,6 +9,7 @@
 #include "moe/model.h"
 #include "moe/optim.h"
 #include "moe/data.h"
+#include "moe/tokenizer.h"
 #include "moe/safetensors.h"
 #include "moe/checkpoint.h"
 #include "moe/obs.h"
