@@ -17,6 +17,7 @@ int cmd_eval(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_report(int argc, char **argv);
+int cmd_tokenizer(int argc, char **argv);
 
 /* Prints "moe <cmd>: <what failed>: <moe_last_error()>" and returns 1. */
 int cli_fail(const char *cmd, const char *what, moe_status st);

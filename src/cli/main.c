@@ -1,5 +1,5 @@
 /* moe: train, evaluate, generate, benchmark and report on Mixture-of-Experts
- * models. */
+ * models; tokenizers for their text. */
 #include "cli/cli.h"
 
 #include <stdio.h>
@@ -8,11 +8,12 @@
 static void usage(FILE *fp) {
     fprintf(fp, "usage: moe <command> [options]\n\n"
                 "commands:\n"
-                "  train     train a model from a JSON config (runs/<name>-<time>/)\n"
-                "  eval      validation loss, perplexity and speed of a checkpoint (JSON)\n"
-                "  generate  continue a prompt with a trained checkpoint\n"
-                "  bench     time training steps of a config (tokens/s, memory, GFLOP/s)\n"
-                "  report    an HTML report of a run directory (charts; opens offline)\n\n"
+                "  train      train a model from a JSON config (runs/<name>-<time>/)\n"
+                "  eval       validation loss, perplexity and speed of a checkpoint (JSON)\n"
+                "  generate   continue a prompt with a trained checkpoint\n"
+                "  bench      time training steps of a config (tokens/s, memory, GFLOP/s)\n"
+                "  report     an HTML report of a run directory (charts; opens offline)\n"
+                "  tokenizer  train a BPE tokenizer; encode and decode text (also GPT-2's)\n\n"
                 "'moe <command> --help' describes each one.\n");
 }
 
@@ -35,6 +36,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "generate")) return cmd_generate(argc - 1, argv + 1);
     if (!strcmp(cmd, "bench")) return cmd_bench(argc - 1, argv + 1);
     if (!strcmp(cmd, "report")) return cmd_report(argc - 1, argv + 1);
+    if (!strcmp(cmd, "tokenizer")) return cmd_tokenizer(argc - 1, argv + 1);
     fprintf(stderr, "moe: unknown command '%s'\n\n", cmd);
     usage(stderr);
     return 2;
