@@ -7,6 +7,8 @@
 #include "moe/config.h"
 #include "moe/core.h"
 
+#include <stdio.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -21,6 +23,12 @@ typedef struct moe_corpus {
  * "file" reads cfg->path). Both splits must hold more than seq_len + 1
  * bytes. */
 moe_status moe_corpus_load(moe_corpus *c, const moe_data_config *cfg, int seq_len);
+/* The whole text cfg names, unsplit, in a malloc'd buffer of *n bytes
+ * (free() it): what moe_corpus_load splits, and what tokenizers train on. */
+moe_status moe_text_load(const moe_data_config *cfg, uint8_t **bytes, size_t *n);
+/* A whole stream (a file, stdin) the same way, with a NUL after the n
+ * bytes; `what` names it in errors. */
+moe_status moe_text_read(FILE *fp, const char *what, uint8_t **bytes, size_t *n);
 /* Wraps an existing buffer (copied), for tests and the API. */
 moe_status moe_corpus_from_bytes(moe_corpus *c, const uint8_t *bytes, size_t n, float val_fraction,
                                  int seq_len);

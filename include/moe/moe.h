@@ -10,6 +10,7 @@
 #include "moe/optim.h"
 #include "moe/data.h"
 #include "moe/mail.h"
+#include "moe/tokenizer.h"
 #include "moe/safetensors.h"
 #include "moe/checkpoint.h"
 #include "moe/obs.h"

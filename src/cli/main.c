@@ -1,5 +1,5 @@
 /* moe: train, evaluate, generate, benchmark and report on Mixture-of-Experts
- * models, and inspect data sets. */
+ * models, inspect data sets and tokenize text. */
 #include "cli/cli.h"
 
 #include <stdio.h>
@@ -8,12 +8,14 @@
 static void usage(FILE *fp) {
     fprintf(fp, "usage: moe <command> [options]\n\n"
                 "commands:\n"
-                "  train     train a model from a JSON config (runs/<name>-<time>/)\n"
-                "  eval      validation loss, perplexity and speed of a checkpoint (JSON)\n"
-                "  generate  continue a prompt with a trained checkpoint\n"
-                "  bench     time training steps of a config (tokens/s, memory, GFLOP/s)\n"
-                "  report    an HTML report of a run directory (charts; opens offline)\n"
-                "  data      a data set as libmoe reads it (JSON): 'moe data spam'\n\n"
+                "  train      train a model from a JSON config (runs/<name>-<time>/)\n"
+                "  eval       validation loss, perplexity and speed of a checkpoint (JSON)\n"
+                "  generate   continue a prompt with a trained checkpoint\n"
+                "  bench      time training steps of a config (tokens/s, memory, GFLOP/s)\n"
+                "  report     an HTML report of a run directory (charts; opens offline)\n"
+                "  route      which experts each token of a text goes to (JSON)\n"
+                "  tokenizer  train a BPE tokenizer; encode and decode text (also GPT-2's)\n"
+                "  data       a data set as libmoe reads it (JSON): 'moe data spam'\n\n"
                 "'moe <command> --help' describes each one.\n");
 }
 
@@ -37,6 +39,8 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "bench")) return cmd_bench(argc - 1, argv + 1);
     if (!strcmp(cmd, "report")) return cmd_report(argc - 1, argv + 1);
     if (!strcmp(cmd, "data")) return cmd_data(argc - 1, argv + 1);
+    if (!strcmp(cmd, "tokenizer")) return cmd_tokenizer(argc - 1, argv + 1);
+    if (!strcmp(cmd, "route")) return cmd_route(argc - 1, argv + 1);
     fprintf(stderr, "moe: unknown command '%s'\n\n", cmd);
     usage(stderr);
     return 2;

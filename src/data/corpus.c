@@ -8,8 +8,7 @@
 
 #define BIBLE_CMD "bible -f \"Gen1:1-Rev22:21\" 2>/dev/null"
 
-/* Reads a whole stream; *n bytes in a malloc'd buffer. */
-static moe_status slurp(FILE *fp, uint8_t **out, size_t *n, const char *what) {
+moe_status moe_text_read(FILE *fp, const char *what, uint8_t **out, size_t *n) {
     size_t cap = 1 << 20, len = 0;
     uint8_t *buf = malloc(cap);
     if (!buf) return moe_error(MOE_ERR_NOMEM, "%s: out of memory", what);
@@ -29,6 +28,7 @@ static moe_status slurp(FILE *fp, uint8_t **out, size_t *n, const char *what) {
         free(buf);
         return moe_error(MOE_ERR_IO, "%s: read failed: %s", what, strerror(errno));
     }
+    buf[len] = 0; /* len < cap: the buffer doubles when full */
     *out = buf;
     *n = len;
     return MOE_OK;
@@ -37,7 +37,7 @@ static moe_status slurp(FILE *fp, uint8_t **out, size_t *n, const char *what) {
 static moe_status load_bible(uint8_t **bytes, size_t *n) {
     FILE *fp = popen(BIBLE_CMD, "r");
     if (!fp) return moe_error(MOE_ERR_IO, "data.source = bible-kjv: cannot run `bible`");
-    moe_status st = slurp(fp, bytes, n, "bible-kjv");
+    moe_status st = moe_text_read(fp, "bible-kjv", bytes, n);
     int rc = pclose(fp);
     if (st == MOE_OK && (rc != 0 || *n < 1000000)) {
         free(*bytes);
@@ -54,7 +54,7 @@ static moe_status load_file(const char *path, uint8_t **bytes, size_t *n) {
         return moe_error(MOE_ERR_INVALID, "data.source = file needs data.path (a text file)");
     FILE *fp = fopen(path, "rb");
     if (!fp) return moe_error(MOE_ERR_IO, "data.path %s: %s", path, strerror(errno));
-    moe_status st = slurp(fp, bytes, n, path);
+    moe_status st = moe_text_read(fp, path, bytes, n);
     fclose(fp);
     return st;
 }
@@ -81,18 +81,20 @@ moe_status moe_corpus_from_bytes(moe_corpus *c, const uint8_t *bytes, size_t n, 
     return MOE_OK;
 }
 
+moe_status moe_text_load(const moe_data_config *cfg, uint8_t **bytes, size_t *n) {
+    *bytes = NULL;
+    *n = 0;
+    if (strcmp(cfg->source, "bible-kjv") == 0) return load_bible(bytes, n);
+    if (strcmp(cfg->source, "file") == 0) return load_file(cfg->path, bytes, n);
+    return moe_error(MOE_ERR_INVALID, "data.source = \"%s\": use \"bible-kjv\" or \"file\"",
+                     cfg->source);
+}
+
 moe_status moe_corpus_load(moe_corpus *c, const moe_data_config *cfg, int seq_len) {
     uint8_t *bytes = NULL;
     size_t n = 0;
-    moe_status st;
     memset(c, 0, sizeof *c);
-    if (strcmp(cfg->source, "bible-kjv") == 0)
-        st = load_bible(&bytes, &n);
-    else if (strcmp(cfg->source, "file") == 0)
-        st = load_file(cfg->path, &bytes, &n);
-    else
-        st = moe_error(MOE_ERR_INVALID, "data.source = \"%s\": use \"bible-kjv\" or \"file\"",
-                       cfg->source);
+    moe_status st = moe_text_load(cfg, &bytes, &n);
     if (st != MOE_OK) return st;
     st = moe_corpus_from_bytes(c, bytes, n, cfg->val_fraction, seq_len);
     free(bytes);
