@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
 # Installs what libmoe needs, only what is missing: Debian packages, then the
-# npm packages of package-lock.json (plotly.js for reports, playwright-core
-# for the browser test) into node_modules/.
+# npm packages of package-lock.json into node_modules/ (plotly.js for
+# reports, the SpamAssassin mails, GPT-2's BPE files, playwright-core for
+# the browser test).
 # Usage: scripts/install-deps.sh [--with-torch]
 #   --with-torch  also what the tests need: python3-torch (the PyTorch
-#                 reference), prometheus (promtool and a real server) and
-#                 chromium (the report's browser test)
+#                 reference), python3-sklearn (metric references), prometheus
+#                 (promtool and a real server) and chromium (the report's
+#                 browser test)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 pkgs=(build-essential cmake pkg-config libopenblas-openmp-dev libcjson-dev libmicrohttpd-dev
-      clang-format cppcheck libcmocka-dev bible-kjv)
+      libpcre2-dev libgmime-3.0-dev clang-format cppcheck libcmocka-dev bible-kjv)
 if [ "${1:-}" = "--with-torch" ]; then
-  pkgs+=(python3-torch python3-numpy prometheus chromium)
+  pkgs+=(python3-torch python3-numpy python3-sklearn prometheus chromium)
 fi
 command -v npm >/dev/null || pkgs+=(nodejs npm)
 
@@ -32,6 +34,6 @@ fi
 # npm ci only when package-lock.json changed since the last install
 stamp=node_modules/.package-lock.json
 if [ ! -f "$stamp" ] || [ package-lock.json -nt "$stamp" ]; then
-  echo "install-deps: npm ci (plotly.js-dist-min, playwright-core)"
+  echo "install-deps: npm ci (package-lock.json)"
   npm ci --no-audit --no-fund --loglevel=error
 fi

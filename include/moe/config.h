@@ -84,7 +84,15 @@ typedef struct moe_sched_config {
     float gamma;
 } moe_sched_config;
 
+/* What a run trains: next-token LM (decoder), masked-LM or sequence
+ * classification (encoders). */
+typedef enum moe_task_kind { MOE_TASK_LM, MOE_TASK_MLM, MOE_TASK_CLASSIFY } moe_task_kind;
+
 typedef struct moe_train_config {
+    moe_task_kind task;  /* lm, mlm, classify */
+    float mlm_prob;      /* mlm: share of real tokens chosen */
+    int mlm_all_mask;    /* mlm: every chosen token becomes [MASK] (seed 003); else 80/10/10 */
+    char init_from[512]; /* checkpoint whose matching tensors start the model (fine-tuning) */
     moe_optim_config optim;
     moe_sched_config sched;
     int steps;                  /* optimizer steps */
@@ -107,9 +115,10 @@ typedef struct moe_train_config {
 } moe_train_config;
 
 typedef struct moe_data_config {
-    char source[32];    /* "bible-kjv" (Debian package) or "file" */
-    char path[512];     /* text file when source = "file" */
-    float val_fraction; /* tail of the text held out for validation */
+    char source[32];     /* "bible-kjv" (Debian package), "file", or "spam" (mails) */
+    char path[512];      /* text file when source = "file"; spam corpus folder (optional) */
+    char tokenizer[512]; /* encoder tasks: "bytes", "gpt2" or a tokenizer file */
+    float val_fraction;  /* tail of the text held out for validation */
 } moe_data_config;
 
 /* Monitoring: alert thresholds, routing probes, report refreshes

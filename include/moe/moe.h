@@ -11,6 +11,7 @@
 #include "moe/data.h"
 #include "moe/mail.h"
 #include "moe/tokenizer.h"
+#include "moe/text_data.h"
 #include "moe/safetensors.h"
 #include "moe/checkpoint.h"
 #include "moe/obs.h"

@@ -56,6 +56,12 @@ moe_status moe_metric_observe(moe_metric *m, const char *const *label_values, do
  * NAN when the series does not exist. */
 double moe_metric_value(const moe_metric *m, const char *const *label_values);
 
+/* Groups updates so that a rendering of the exposition sees all of them or
+ * none (one training step's expert shares, say). Not nested; the JSON sink
+ * is written by the updating thread itself, outside a group. */
+void moe_registry_update_begin(moe_registry *r);
+void moe_registry_update_end(moe_registry *r);
+
 /* The whole registry in the Prometheus text exposition format 0.0.4
  * (# HELP, # TYPE, one line per series; histograms as _bucket{le=..},
  * _sum, _count), families in declaration order, series in creation order;

@@ -35,6 +35,8 @@ typedef struct moe_train_progress {
     double max_over_mean;  /* worst MoE layer: busiest expert's load / mean load */
     double val_loss;       /* evaluations: mean validation cross-entropy */
     double val_ppl;        /* exp(val_loss) */
+    double val_accuracy;   /* mlm: masked tokens right; classify: sequences right; else NAN */
+    double val_macro_f1;   /* classify; else NAN */
 } moe_train_progress;
 
 typedef void (*moe_progress_fn)(const moe_train_progress *p, void *user);
@@ -63,6 +65,8 @@ typedef struct moe_train_result {
     char stop_reason[32];   /* "completed", "early_stop", "time_budget", "interrupted" */
     char sample[2048];      /* text generated from train.sample_prompt at the end */
     char report_error[512]; /* why report.html could not be written ("" when it was) */
+    double test_accuracy;   /* classify: the test split (NAN otherwise) */
+    double test_macro_f1;
 } moe_train_result;
 
 moe_status moe_train_run(const moe_run_config *cfg, const moe_train_opts *opts,
@@ -78,6 +82,16 @@ moe_status moe_eval_lm(moe_model *m, const moe_corpus *c, int B, int T, int n_ba
 moe_status moe_routing_probe(moe_model *m, const moe_corpus *c, const moe_topics *topics, int T,
                              int windows, int sample_tokens, moe_arena *arena, long step,
                              char **json);
+
+/* routing.json for an encoder on labelled text: the first per_group
+ * validation examples of each group (e.g. easy ham, hard ham, spam) routed
+ * as padded [CLS] rows of T tokens, and the first validation example's
+ * tokens (up to sample_tokens) with their experts, shown through tok. */
+struct moe_text_data;
+struct moe_tokenizer;
+moe_status moe_routing_probe_text(moe_model *m, const struct moe_text_data *d,
+                                  const struct moe_tokenizer *tok, int T, int per_group,
+                                  int sample_tokens, moe_arena *arena, long step, char **json);
 
 /* Load balance of one forward's routing: coefficient of variation of the
  * pairs per expert, and busiest / mean. */

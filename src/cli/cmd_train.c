@@ -129,6 +129,9 @@ int cmd_train(int argc, char **argv) {
            "train tokens/s: %.0f\n",
            r.run_dir, r.steps, r.stop_reason, r.final_val_loss, exp(r.final_val_loss),
            r.best_val_loss, r.tokens_per_s);
+    if (!isnan(r.test_macro_f1))
+        printf("test accuracy: %.4f  macro-F1: %.4f (results.json has the confusion matrix)\n",
+               r.test_accuracy, r.test_macro_f1);
     if (r.sample[0]) printf("sample:\n%s\n", r.sample);
     if (r.report_error[0])
         fprintf(stderr, "moe train: report.html not written: %s\n", r.report_error);

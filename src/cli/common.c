@@ -54,8 +54,16 @@ void cli_progress(const moe_train_progress *p, void *user) {
     char eta[32];
     fmt_duration(eta, sizeof eta, p->eta_s);
     if (p->is_eval) {
-        fprintf(stderr, "%seval step %ld: val loss %.4f, perplexity %.3f\n", tty ? "\r\033[K" : "",
-                p->step, p->val_loss, p->val_ppl);
+        const char *clr = tty ? "\r\033[K" : "";
+        if (!isnan(p->val_macro_f1))
+            fprintf(stderr, "%seval step %ld: val loss %.4f, accuracy %.4f, macro-F1 %.4f\n", clr,
+                    p->step, p->val_loss, p->val_accuracy, p->val_macro_f1);
+        else if (!isnan(p->val_accuracy))
+            fprintf(stderr, "%seval step %ld: val loss %.4f, masked-token accuracy %.4f\n", clr,
+                    p->step, p->val_loss, p->val_accuracy);
+        else
+            fprintf(stderr, "%seval step %ld: val loss %.4f, perplexity %.3f\n", clr, p->step,
+                    p->val_loss, p->val_ppl);
         return;
     }
     fprintf(stderr,

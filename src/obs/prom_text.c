@@ -101,9 +101,11 @@ moe_status moe_registry_render_prometheus(moe_registry *r, char **out) {
     size_t size = 0;
     FILE *f = open_memstream(&text, &size);
     if (!f) return moe_error(MOE_ERR_NOMEM, "Prometheus exposition: out of memory");
+    pthread_mutex_lock(&r->update);
     pthread_mutex_lock(&r->lock);
     for (int i = 0; i < r->n_metrics; i++) put_family(f, r, r->metrics[i]);
     pthread_mutex_unlock(&r->lock);
+    pthread_mutex_unlock(&r->update);
     int failed = ferror(f);
     if (fclose(f) != 0 || failed) {
         free(text);

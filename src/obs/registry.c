@@ -54,7 +54,7 @@ moe_status moe_registry_create(moe_registry **out, const char *prefix) {
         free(r);
         return moe_error(MOE_ERR_NOMEM, "metric registry: out of memory");
     }
-    if (pthread_mutex_init(&r->lock, NULL) != 0) {
+    if (pthread_mutex_init(&r->lock, NULL) != 0 || pthread_mutex_init(&r->update, NULL) != 0) {
         free(r->prefix);
         free(r);
         return moe_error(MOE_ERR_NOMEM, "metric registry: cannot create its mutex");
@@ -85,7 +85,16 @@ void moe_registry_free(moe_registry *r) {
     free(r->metrics);
     free(r->prefix);
     pthread_mutex_destroy(&r->lock);
+    pthread_mutex_destroy(&r->update);
     free(r);
+}
+
+void moe_registry_update_begin(moe_registry *r) {
+    pthread_mutex_lock(&r->update);
+}
+
+void moe_registry_update_end(moe_registry *r) {
+    pthread_mutex_unlock(&r->update);
 }
 
 /* Splits "layer,expert" into m's label names, checking each. */

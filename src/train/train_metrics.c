@@ -53,6 +53,9 @@ static const family families[] = {
     F(alert_active, "alert_active", MOE_METRIC_GAUGE, "alert", "Conditions firing now, per kind."),
     F(val_loss, "val_loss", MOE_METRIC_GAUGE, NULL, "Mean validation cross-entropy."),
     F(val_ppl, "val_perplexity", MOE_METRIC_GAUGE, NULL, "exp(val_loss)."),
+    F(val_acc, "val_accuracy", MOE_METRIC_GAUGE, NULL,
+      "Validation accuracy: sequences (classify) or masked tokens (mlm)."),
+    F(val_f1, "val_macro_f1", MOE_METRIC_GAUGE, NULL, "Validation macro-F1 (classify)."),
 };
 #undef F
 
@@ -168,7 +171,9 @@ void train_metrics_active(train_metrics *tm, const alert_state *as) {
     }
 }
 
-void train_metrics_eval(train_metrics *tm, double val_loss) {
+void train_metrics_eval(train_metrics *tm, double val_loss, double accuracy, double macro_f1) {
     moe_metric_set(tm->val_loss, NULL, val_loss);
     moe_metric_set(tm->val_ppl, NULL, exp(val_loss));
+    if (!isnan(accuracy)) moe_metric_set(tm->val_acc, NULL, accuracy);
+    if (!isnan(macro_f1)) moe_metric_set(tm->val_f1, NULL, macro_f1);
 }

@@ -16,7 +16,7 @@ typedef struct train_metrics {
     moe_metric *step, *epoch, *loss, *ce, *aux, *grad_norm, *lr, *temperature, *loss_var;
     moe_metric *tok_s, *ex_s, *rss, *arena, *tokens, *step_seconds;
     moe_metric *fraction, *pairs, *cv, *max_mean, *dropped, *entropy, *aux_loss, *router_grad;
-    moe_metric *alerts, *alert_active, *val_loss, *val_ppl;
+    moe_metric *alerts, *alert_active, *val_loss, *val_ppl, *val_acc, *val_f1;
 } train_metrics;
 
 /* Declares every family in reg. */
@@ -50,6 +50,7 @@ void train_metrics_step(train_metrics *tm, const moe_train_progress *p, const st
 void train_metrics_alert(train_metrics *tm, const alert_event *ev);
 /* alert_active: the conditions holding now. */
 void train_metrics_active(train_metrics *tm, const alert_state *as);
-void train_metrics_eval(train_metrics *tm, double val_loss);
+/* accuracy and macro_f1: NAN when the task has none (not set then). */
+void train_metrics_eval(train_metrics *tm, double val_loss, double accuracy, double macro_f1);
 
 #endif

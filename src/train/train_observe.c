@@ -69,12 +69,13 @@ static moe_status find_router_weights(train_observer *o, const moe_model *m) {
 }
 
 moe_status observer_init(train_observer *o, const moe_run_config *cfg, const moe_train_opts *opts,
-                         const char *run_dir, const moe_model *m, const moe_corpus *c,
+                         const char *run_dir, const moe_model *m, const train_task *task,
                          long long tokens_seen, double t0) {
     memset(o, 0, sizeof *o);
     o->cfg = cfg;
     o->opts = opts;
     o->run_dir = run_dir;
+    o->task = task;
     o->t0 = t0;
     o->n_layers = moe_model_moe_layers(m);
     o->reg = opts->registry;
@@ -89,7 +90,9 @@ moe_status observer_init(train_observer *o, const moe_run_config *cfg, const moe
     st = alerts_init(&o->alerts, &cfg->obs, o->n_layers, cfg->model.moe.n_experts);
     if (st != MOE_OK) return st;
     if ((st = find_router_weights(o, m)) != MOE_OK) return st;
-    if ((st = moe_corpus_topics(c, &cfg->data, &o->topics)) != MOE_OK) return st;
+    if (task->kind == MOE_TASK_LM &&
+        (st = moe_corpus_topics(&task->corpus, &cfg->data, &o->topics)) != MOE_OK)
+        return st;
     if ((st = write_model_info(o, m)) != MOE_OK) return st;
     char *path = fs_printf("%s/metrics.jsonl", run_dir);
     if (!path) return MOE_ERR_NOMEM;
@@ -185,8 +188,10 @@ moe_status observer_step(train_observer *o, moe_train_progress *p, const step_me
     full.loss_variance = alerts_loss_variance(&o->alerts);
     full.router_grad = o->router_grad;
     full.balance = o->balance;
+    moe_registry_update_begin(o->reg); /* a scrape sees the whole step or none of it */
     train_metrics_step(&o->tm, p, &full, m);
     train_metrics_active(&o->tm, &o->alerts);
+    moe_registry_update_end(o->reg);
     p->alerts = o->alerts_raised;
     if (!log) return MOE_OK;
     return moe_registry_write_jsonl(o->reg, o->log, "train", p->step, now_s() - o->t0);
@@ -206,16 +211,26 @@ void observer_refresh_report(train_observer *o) {
     }
 }
 
+/* routing.json: topics of a byte corpus, or classes of labelled text. */
+static moe_status probe(train_observer *o, moe_model *m, moe_arena *arena, long step, char **json) {
+    const moe_obs_config *oc = &o->cfg->obs;
+    const train_task *t = o->task;
+    if (t->kind == MOE_TASK_LM)
+        return moe_routing_probe(m, &t->corpus, &o->topics, o->cfg->train.seq_len,
+                                 oc->probe_windows, oc->probe_sample, arena, step, json);
+    return moe_routing_probe_text(m, &t->text, t->tok, o->cfg->train.seq_len, oc->probe_windows,
+                                  oc->probe_sample, arena, step, json);
+}
+
 moe_status observer_eval(train_observer *o, const moe_train_progress *p, moe_model *m,
-                         const moe_corpus *c, moe_arena *arena, int final) {
-    train_metrics_eval(&o->tm, p->val_loss);
+                         moe_arena *arena, int final) {
+    train_metrics_eval(&o->tm, p->val_loss, p->val_accuracy, p->val_macro_f1);
     moe_status st = moe_registry_write_jsonl(o->reg, o->log, "eval", p->step, now_s() - o->t0);
     if (st != MOE_OK) return st;
     const moe_obs_config *oc = &o->cfg->obs;
     if (o->n_layers > 0) {
         char *json = NULL;
-        st = moe_routing_probe(m, c, &o->topics, o->cfg->train.seq_len, oc->probe_windows,
-                               oc->probe_sample, arena, p->step, &json);
+        st = probe(o, m, arena, p->step, &json);
         if (st == MOE_OK) st = run_dir_write_text(o->run_dir, "routing.json", json);
         free(json);
         if (st != MOE_OK) return st;

@@ -5,6 +5,7 @@
 #ifndef MOE_TRAIN_TRAIN_OBSERVE_H
 #define MOE_TRAIN_TRAIN_OBSERVE_H
 
+#include "train/task.h"
 #include "train/train_metrics.h"
 
 #include <stdio.h>
@@ -18,7 +19,8 @@ typedef struct train_observer {
     int own_reg; /* reg was created here (none was passed in opts) */
     train_metrics tm;
     alert_state alerts;
-    moe_topics topics;
+    const train_task *task; /* its data feeds the routing probes */
+    moe_topics topics;      /* lm on the Bible: its divisions */
     int n_layers;
     long *gate_at;          /* [L] offset of each router weight in the parameter block */
     size_t gate_numel;      /* elements of one router weight */
@@ -33,7 +35,7 @@ typedef struct train_observer {
 } train_observer;
 
 moe_status observer_init(train_observer *o, const moe_run_config *cfg, const moe_train_opts *opts,
-                         const char *run_dir, const moe_model *m, const moe_corpus *c,
+                         const char *run_dir, const moe_model *m, const train_task *task,
                          long long tokens_seen, double t0);
 void observer_free(train_observer *o);
 
@@ -49,7 +51,7 @@ void observer_nonfinite(train_observer *o, long step, double loss, double grad_n
  * obs.report_every evaluations report.html (not when final: the trainer
  * writes the last report after results.json). */
 moe_status observer_eval(train_observer *o, const moe_train_progress *p, moe_model *m,
-                         const moe_corpus *c, moe_arena *arena, int final);
+                         moe_arena *arena, int final);
 /* Rewrites report.html; after a failure (plotly.js missing, say) it stops
  * trying and keeps the reason in report_error. */
 void observer_refresh_report(train_observer *o);

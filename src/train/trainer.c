@@ -5,6 +5,8 @@
 #include "moe/train.h"
 #include "train/results_json.h"
 #include "train/run_dir.h"
+#include "train/init_from.h"
+#include "train/task.h"
 #include "train/train_observe.h"
 
 #include <math.h>
@@ -14,23 +16,24 @@
 #include <time.h>
 
 typedef struct trainer {
+    moe_run_config run_cfg; /* the caller's, with derived fields filled (vocab, classes) */
     const moe_run_config *cfg;
     const moe_train_opts *opts;
     moe_model *model;
     moe_optim opt;
-    moe_corpus corpus;
+    train_task task; /* data, batches, evaluation */
     moe_arena arena;
     moe_train_state st; /* step, tokens, best metric, rngs: what a checkpoint resumes */
     char run_dir[512];
     char ckpt_dir[600];    /* run_dir/checkpoints */
     train_observer obs;    /* metrics, alerts, routing probes, reports */
-    int32_t *x, *y;        /* [B, T] batch */
     double t0;             /* process start (monotonic seconds) */
     long first_step;       /* step this process started at */
     long last_good_step;   /* newest checkpoint on disk (-1: none) */
     double step_time;      /* seconds spent in training steps by this process */
     char *run_config_json; /* the whole run config, saved in every checkpoint */
     double last_val;       /* last evaluation */
+    task_eval last_eval;   /* its accuracy, F1 (encoder tasks) */
 } trainer;
 
 static double now_s(void) {
@@ -68,17 +71,18 @@ static moe_status setup(trainer *tr) {
     moe_status st = moe_config_validate(cfg);
     if (st != MOE_OK) return st;
     if (t->threads > 0) moe_set_threads(t->threads);
-    st = moe_corpus_load(&tr->corpus, &cfg->data, t->seq_len);
+    st = task_init(&tr->task, &tr->run_cfg);
     if (st != MOE_OK) return st;
     st = moe_model_create(&tr->model, &cfg->model, t->seed);
     if (st != MOE_OK) return st;
+    if (t->init_from[0] && !tr->opts->resume_dir) {
+        st = train_init_from(t->init_from, tr->model);
+        if (st != MOE_OK) return st;
+    }
     moe_optim_config oc = t->optim;
     st = moe_optim_init(&tr->opt, &oc, moe_model_table(tr->model)->total);
     if (st != MOE_OK) return st;
     moe_arena_init(&tr->arena);
-    tr->x = malloc((size_t)t->batch_size * t->seq_len * sizeof(int32_t));
-    tr->y = malloc((size_t)t->batch_size * t->seq_len * sizeof(int32_t));
-    if (!tr->x || !tr->y) return moe_error(MOE_ERR_NOMEM, "train: out of memory");
     memset(&tr->st, 0, sizeof tr->st);
     tr->st.best_metric = INFINITY;
     moe_rng_seed(&tr->st.rng, t->seed ^ 0x5eedULL);
@@ -108,7 +112,7 @@ static moe_status setup(trainer *tr) {
     if (st != MOE_OK) return st;
     tr->first_step = tr->st.step;
     tr->t0 = now_s();
-    return observer_init(&tr->obs, cfg, tr->opts, tr->run_dir, tr->model, &tr->corpus,
+    return observer_init(&tr->obs, cfg, tr->opts, tr->run_dir, tr->model, &tr->task,
                          tr->st.tokens_seen, tr->t0);
 }
 
@@ -117,10 +121,8 @@ static void teardown(trainer *tr) {
     observer_free(&tr->obs);
     moe_model_free(tr->model);
     moe_optim_free(&tr->opt);
-    moe_corpus_free(&tr->corpus);
+    task_free(&tr->task);
     moe_arena_free(&tr->arena);
-    free(tr->x);
-    free(tr->y);
 }
 
 static moe_status numeric_failure(trainer *tr, const char *what, double value) {
@@ -141,14 +143,15 @@ static moe_status numeric_failure(trainer *tr, const char *what, double value) {
 static moe_status train_step(trainer *tr, moe_train_progress *p) {
     const moe_train_config *t = &tr->cfg->train;
     int B = t->batch_size, T = t->seq_len;
+    (void)B;
     moe_model_zero_grads(tr->model);
     double ce_sum = 0, aux_sum = 0;
     for (int micro = 0; micro < t->grad_accum; micro++) {
         double ce = 0, aux = 0;
-        moe_corpus_train_batch(&tr->corpus, B, T, &tr->st.data_rng, tr->x, tr->y);
+        const moe_batch *batch = task_train_batch(&tr->task, &tr->st.data_rng);
         moe_arena_reset(&tr->arena);
         moe_status st =
-            moe_model_forward(tr->model, tr->x, tr->y, B, T, 1, &tr->st.rng, &tr->arena, &ce, &aux);
+            moe_model_forward_batch(tr->model, batch, 1, &tr->st.rng, &tr->arena, &ce, &aux);
         if (st == MOE_ERR_NUMERIC || !isfinite(ce + aux))
             return numeric_failure(tr, "the training loss", ce + aux);
         if (st != MOE_OK) return st;
@@ -177,7 +180,7 @@ static void fill_timing(trainer *tr, moe_train_progress *p) {
     const moe_train_config *t = &tr->cfg->train;
     p->step = tr->st.step;
     p->total_steps = t->steps;
-    p->epoch = (double)tr->st.tokens_seen / (double)tr->corpus.n_train;
+    p->epoch = task_epoch(&tr->task, tr->st.tokens_seen / t->seq_len);
     p->elapsed_s = now_s() - tr->t0;
     long done = tr->st.step - tr->first_step;
     /* throughput of the steps alone; evaluation and checkpoints excluded */
@@ -193,15 +196,18 @@ static void fill_timing(trainer *tr, moe_train_progress *p) {
 /* Evaluates, logs, keeps the best checkpoint; *stop set by early stopping. */
 static moe_status evaluate(trainer *tr, moe_train_progress *p, int final, int *stop) {
     const moe_train_config *t = &tr->cfg->train;
-    double val;
-    moe_status st = moe_eval_lm(tr->model, &tr->corpus, t->batch_size, t->seq_len, t->eval_batches,
-                                &tr->arena, &val);
+    task_eval ev;
+    moe_status st = task_evaluate(&tr->task, tr->model, &tr->arena, &ev);
     if (st != MOE_OK) return st;
+    double val = ev.loss;
+    tr->last_eval = ev;
+    p->val_accuracy = ev.accuracy;
+    p->val_macro_f1 = ev.macro_f1;
     tr->last_val = val;
     p->is_eval = 1;
     p->val_loss = val;
     p->val_ppl = exp(val);
-    st = observer_eval(&tr->obs, p, tr->model, &tr->corpus, &tr->arena, final);
+    st = observer_eval(&tr->obs, p, tr->model, &tr->arena, final);
     if (st != MOE_OK) return st;
     if (tr->opts->progress) tr->opts->progress(p, tr->opts->user);
     p->is_eval = 0;
@@ -221,7 +227,7 @@ static moe_status evaluate(trainer *tr, moe_train_progress *p, int final, int *s
 static char *sample_text(trainer *tr) {
     const moe_train_config *t = &tr->cfg->train;
     int np = (int)strlen(t->sample_prompt), n = t->sample_tokens;
-    if (np == 0 || n <= 0) return NULL;
+    if (np == 0 || n <= 0 || tr->cfg->train.task != MOE_TASK_LM) return NULL;
     int32_t *ids = malloc((size_t)(np + n) * sizeof *ids);
     char *text = malloc((size_t)(np + n) + 1);
     if (!ids || !text) goto fail;
@@ -247,7 +253,9 @@ moe_status moe_train_run(const moe_run_config *cfg, const moe_train_opts *opts,
     trainer tr;
     memset(&tr, 0, sizeof tr);
     memset(result, 0, sizeof *result);
-    tr.cfg = cfg;
+    tr.run_cfg = *cfg;
+    tr.cfg = &tr.run_cfg;
+    cfg = tr.cfg;
     tr.opts = opts;
     moe_status st = setup(&tr);
     if (tr.run_dir[0]) snprintf(result->run_dir, sizeof result->run_dir, "%s", tr.run_dir);
@@ -317,7 +325,14 @@ moe_status moe_train_run(const moe_run_config *cfg, const moe_train_opts *opts,
     snprintf(result->stop_reason, sizeof result->stop_reason, "%s", reason);
     if (sample) snprintf(result->sample, sizeof result->sample, "%s", sample);
     free(sample);
-    st = metrics_write_results(tr.run_dir, cfg, result, &p, tr.model);
+    task_eval test;
+    st = task_test(&tr.task, tr.model, &tr.arena, &test);
+    if (st != MOE_OK) goto out;
+    result->test_accuracy = test.accuracy;
+    result->test_macro_f1 = test.macro_f1;
+    st = metrics_write_results(tr.run_dir, cfg, result, &p, tr.model,
+                               tr.task.kind == MOE_TASK_CLASSIFY ? &tr.task.test : NULL,
+                               tr.task.text.class_name);
     if (st == MOE_OK) observer_refresh_report(&tr.obs); /* the final one, with results.json */
     snprintf(result->report_error, sizeof result->report_error, "%s", tr.obs.report_error);
 out:
