@@ -93,6 +93,16 @@ moe_status moe_routing_probe_text(moe_model *m, const struct moe_text_data *d,
                                   const struct moe_tokenizer *tok, int T, int per_group,
                                   int sample_tokens, moe_arena *arena, long step, char **json);
 
+/* A model's quality on the data of run config cfg (its task, data and
+ * tokenizer) and its inference speed, as one JSON object (malloc'd):
+ * task, val_loss and the task's own measures (val_ppl; masked-token
+ * accuracy; accuracy and macro-F1 plus the test split's report with
+ * per-class precision/recall/F1 and the confusion matrix), latency per token
+ * at batch 1 (p50/p90/p99 over n_seq validation sequences) and tokens/s at
+ * batch 1 and at large_batch (0: train.batch_size). */
+moe_status moe_evaluate(const moe_run_config *cfg, moe_model *m, int large_batch, int n_seq,
+                        char **json);
+
 /* Load balance of one forward's routing: coefficient of variation of the
  * pairs per expert, and busiest / mean. */
 void moe_routing_balance(const moe_layer_stats *s, int n_experts, double *cv,

@@ -1,5 +1,8 @@
-/* moe eval: quality (validation loss, perplexity) and cost (parameters,
- * FLOPs, throughput, generation latency) of a checkpoint, as JSON. */
+/* moe eval: quality (validation loss and the task's measures: perplexity,
+ * masked-token accuracy, accuracy and macro-F1 with the test split's
+ * report) and cost (parameters, FLOPs per token active and dense, latency
+ * per token p50/p90/p99 at batch 1, tokens/s at batch 1 and a large batch,
+ * decoding latency) of a checkpoint, as JSON. */
 #include "cli/cli.h"
 
 #include <cjson/cJSON.h>
@@ -9,16 +12,23 @@
 #include <string.h>
 
 static void help(void) {
-    printf("usage: moe eval --checkpoint DIR [--batches N] [--set key=value ...] [--out FILE]\n\n"
-           "Evaluates a checkpoint on the validation split of its run's data (the run's\n"
-           "config.json; --set data.source=file --set data.path=X for other text) and\n"
-           "prints JSON: val_loss, val_ppl, parameters (total, active), training and\n"
-           "inference FLOPs per token, evaluation tokens/s and generation ms/token.\n\n"
-           "  --checkpoint DIR   e.g. runs/<run>/checkpoints/latest\n"
-           "  --batches N        validation batches (default: train.eval_batches)\n"
-           "  --out FILE         also write the JSON there\n"
-           "  --prometheus FILE  also write the numbers as Prometheus metrics (text\n"
-           "                     exposition, e.g. for node_exporter's textfile collector)\n");
+    printf(
+        "usage: moe eval --checkpoint DIR [--batches N] [--set key=value ...] [--out FILE]\n\n"
+        "Evaluates a checkpoint on its run's task and data (the run's config.json;\n"
+        "--set data.source=file --set data.path=X for other text) and prints JSON:\n"
+        "quality (val_loss; val_ppl for language models, masked-token accuracy for\n"
+        "masked-LM, accuracy, macro-F1 and the test split's per-class report and\n"
+        "confusion matrix for classifiers) and cost (parameters total and active,\n"
+        "FLOPs per token active and with every expert, their ratio, latency per\n"
+        "token p50/p90/p99 at batch 1, tokens/s at batch 1 and a large batch, and\n"
+        "decoding ms/token for language models).\n\n"
+        "  --checkpoint DIR   e.g. runs/<run>/checkpoints/latest\n"
+        "  --batches N        language models: validation batches (default: train.eval_batches)\n"
+        "  --large-batch N    the large batch for throughput (default 64)\n"
+        "  --latency-seqs N   batch-1 sequences timed for the percentiles (default 64)\n"
+        "  --out FILE         also write the JSON there\n"
+        "  --prometheus FILE  also write the numbers as Prometheus metrics (text\n"
+        "                     exposition, e.g. for node_exporter's textfile collector)\n");
 }
 
 /* The evaluation as Prometheus metrics, through the same registry the
@@ -35,18 +45,26 @@ static moe_status write_prometheus(const char *path, const cJSON *o) {
         {"forward_flops_per_token", "model_forward_flops_per_token", "Forward FLOPs per token.", 1},
         {"all_experts_forward_flops_per_token", "model_dense_forward_flops_per_token",
          "Forward FLOPs per token with every expert on every token.", 1},
-        {"eval_tokens_per_s", "eval_tokens_per_second", "Evaluation throughput.", 1},
+        {"val_accuracy", "eval_val_accuracy", "Validation accuracy (classifiers).", 1},
+        {"val_macro_f1", "eval_val_macro_f1", "Validation macro-F1 (classifiers).", 1},
+        {"latency_ms_per_token_p50", "latency_seconds_per_token_p50",
+         "Batch-1 forward latency per token, median.", 1e-3},
+        {"latency_ms_per_token_p99", "latency_seconds_per_token_p99",
+         "Batch-1 forward latency per token, 99th percentile.", 1e-3},
+        {"tokens_per_s_batch1", "tokens_per_second_batch1", "Forward throughput at batch 1.", 1},
+        {"tokens_per_s_large_batch", "tokens_per_second_large_batch",
+         "Forward throughput at the large batch.", 1},
         {"generate_ms_per_token", "generate_seconds_per_token", "Greedy decoding latency.", 1e-3},
     };
     moe_registry *reg = NULL;
     moe_status st = moe_registry_create(&reg, "moe");
     for (size_t i = 0; st == MOE_OK && i < sizeof rows / sizeof rows[0]; i++) {
+        const cJSON *v = cJSON_GetObjectItem(o, rows[i].json);
+        if (!cJSON_IsNumber(v)) continue; /* not measured for this task */
         moe_metric *m;
         st = moe_registry_declare(reg, rows[i].metric, MOE_METRIC_GAUGE, rows[i].help, NULL, NULL,
                                   0, &m);
-        if (st == MOE_OK)
-            st = moe_metric_set(m, NULL,
-                                cJSON_GetObjectItem(o, rows[i].json)->valuedouble * rows[i].scale);
+        if (st == MOE_OK) st = moe_metric_set(m, NULL, v->valuedouble * rows[i].scale);
     }
     char *text = NULL;
     if (st == MOE_OK) st = moe_registry_render_prometheus(reg, &text);
@@ -60,14 +78,50 @@ static moe_status write_prometheus(const char *path, const cJSON *o) {
     return st;
 }
 
+/* Cost of the model: parameters and FLOPs per token, active and dense. */
+static void add_cost(cJSON *o, const moe_model *m, int T) {
+    double train = moe_model_train_flops_per_token(m, T);
+    double active = train / 3, dense = moe_model_all_experts_flops_per_token(m, T) / 3;
+    cJSON_AddNumberToObject(o, "params", (double)moe_model_param_count(m));
+    cJSON_AddNumberToObject(o, "active_params", (double)moe_model_active_param_count(m));
+    cJSON_AddNumberToObject(o, "train_flops_per_token", train);
+    cJSON_AddNumberToObject(o, "forward_flops_per_token", active);
+    cJSON_AddNumberToObject(o, "all_experts_forward_flops_per_token", dense);
+    cJSON_AddNumberToObject(o, "active_over_dense_flops", active / dense);
+    cJSON_AddNumberToObject(o, "flops_saved_vs_all_experts", 1 - active / dense);
+}
+
+/* Greedy decoding with the KV cache, 64 new tokens after a 64-byte prompt
+ * (byte-level decoders only). */
+static moe_status decode_latency(moe_model *m, const moe_run_config *cfg, double *ms) {
+    moe_corpus corpus;
+    moe_status st = moe_corpus_load(&corpus, &cfg->data, cfg->train.seq_len);
+    if (st != MOE_OK) return st;
+    int np = 64, nn = 64;
+    int32_t ids[128];
+    for (int i = 0; i < np; i++) ids[i] = corpus.bytes[corpus.n_train + i];
+    moe_corpus_free(&corpus);
+    moe_sampling greedy = {0, 0, 1};
+    moe_rng rng;
+    moe_rng_seed(&rng, 1);
+    double g0 = cli_now();
+    st = moe_model_generate(m, ids, np, nn, &greedy, &rng, ids);
+    *ms = (cli_now() - g0) * 1e3 / nn;
+    return st;
+}
+
 int cmd_eval(int argc, char **argv) {
     const char *ckpt = NULL, *out = NULL, *prom = NULL;
     cli_sets sets = {0};
-    int batches = 0;
-    const cli_opt opts[] = {
-        {"checkpoint", CLI_STRING, &ckpt, 0, 0}, {"batches", CLI_INT, &batches, 1, 1000000},
-        {"out", CLI_STRING, &out, 0, 0},         {"prometheus", CLI_STRING, &prom, 0, 0},
-        {"set", CLI_SETS, &sets, 0, 0},          {0}};
+    int batches = 0, large = 64, n_seq = 64;
+    const cli_opt opts[] = {{"checkpoint", CLI_STRING, &ckpt, 0, 0},
+                            {"batches", CLI_INT, &batches, 1, 1000000},
+                            {"large-batch", CLI_INT, &large, 1, 4096},
+                            {"latency-seqs", CLI_INT, &n_seq, 1, 100000},
+                            {"out", CLI_STRING, &out, 0, 0},
+                            {"prometheus", CLI_STRING, &prom, 0, 0},
+                            {"set", CLI_SETS, &sets, 0, 0},
+                            {0}};
     int rc = cli_parse("eval", argc, argv, opts, help);
     if (rc != CLI_CONTINUE) return rc;
     if (!ckpt) {
@@ -76,58 +130,35 @@ int cmd_eval(int argc, char **argv) {
     }
     moe_model *m = NULL;
     if (cli_load_model("eval", ckpt, &m)) return 1;
-    moe_run_config cfg; /* data and batch shape of the run it came from */
+    moe_run_config cfg; /* task, data and batch shape of the run it came from */
     if (cli_run_config_of("eval", ckpt, &cfg) || cli_apply_sets("eval", &cfg, &sets)) {
         moe_model_free(m);
         return 1;
     }
     const moe_model_config *mc = moe_model_config_of(m);
-    int B = cfg.train.batch_size, T = cfg.train.seq_len;
-    if (T > mc->max_seq_len) T = mc->max_seq_len;
-    if (batches <= 0) batches = cfg.train.eval_batches;
-    moe_corpus corpus;
-    moe_status st = moe_corpus_load(&corpus, &cfg.data, T);
+    if (cfg.train.seq_len > mc->max_seq_len) cfg.train.seq_len = mc->max_seq_len;
+    if (batches > 0) cfg.train.eval_batches = batches;
+    char *quality = NULL;
+    moe_status st = moe_evaluate(&cfg, m, large, n_seq, &quality);
     if (st != MOE_OK) {
-        moe_model_free(m);
-        return cli_fail("eval", "cannot load data", st);
-    }
-    moe_arena arena;
-    moe_arena_init(&arena);
-    double val = 0, t0 = cli_now();
-    st = moe_eval_lm(m, &corpus, B, T, batches, &arena, &val);
-    double eval_s = cli_now() - t0;
-    /* generation latency: 64 new tokens after a 64-byte prompt, greedy */
-    int np = 64, nn = 64;
-    int32_t ids[128];
-    for (int i = 0; i < np; i++) ids[i] = corpus.bytes[corpus.n_train + i];
-    moe_sampling greedy = {0, 0, 1};
-    moe_rng rng;
-    moe_rng_seed(&rng, 1);
-    double g0 = cli_now();
-    if (st == MOE_OK) st = moe_model_generate(m, ids, np, nn, &greedy, &rng, ids);
-    double gen_ms = (cli_now() - g0) * 1e3 / nn;
-    if (st != MOE_OK) {
-        moe_corpus_free(&corpus);
-        moe_arena_free(&arena);
         moe_model_free(m);
         return cli_fail("eval", "evaluation failed", st);
     }
-    double train_flops = moe_model_train_flops_per_token(m, T);
-    cJSON *o = cJSON_CreateObject();
+    cJSON *o = cJSON_Parse(quality);
+    free(quality);
     cJSON_AddStringToObject(o, "checkpoint", ckpt);
-    cJSON_AddNumberToObject(o, "val_loss", val);
-    cJSON_AddNumberToObject(o, "val_ppl", exp(val));
-    cJSON_AddNumberToObject(o, "val_bits_per_byte", val / log(2.0));
-    cJSON_AddNumberToObject(o, "val_tokens", (double)batches * B * T);
-    cJSON_AddNumberToObject(o, "params", (double)moe_model_param_count(m));
-    cJSON_AddNumberToObject(o, "active_params", (double)moe_model_active_param_count(m));
-    cJSON_AddNumberToObject(o, "train_flops_per_token", train_flops);
-    cJSON_AddNumberToObject(o, "forward_flops_per_token", train_flops / 3);
-    double all = moe_model_all_experts_flops_per_token(m, T);
-    cJSON_AddNumberToObject(o, "all_experts_forward_flops_per_token", all / 3);
-    cJSON_AddNumberToObject(o, "flops_saved_vs_all_experts", 1 - train_flops / all);
-    cJSON_AddNumberToObject(o, "eval_tokens_per_s", (double)batches * B * T / eval_s);
-    cJSON_AddNumberToObject(o, "generate_ms_per_token", gen_ms);
+    add_cost(o, m, cfg.train.seq_len);
+    if (cfg.train.task == MOE_TASK_LM) {
+        cJSON *v = cJSON_GetObjectItem(o, "val_loss");
+        if (v) cJSON_AddNumberToObject(o, "val_bits_per_byte", v->valuedouble / log(2.0));
+        double ms = 0;
+        if ((st = decode_latency(m, &cfg, &ms)) != MOE_OK) {
+            cJSON_Delete(o);
+            moe_model_free(m);
+            return cli_fail("eval", "generation failed", st);
+        }
+        cJSON_AddNumberToObject(o, "generate_ms_per_token", ms);
+    }
     char *s = cJSON_Print(o);
     printf("%s\n", s);
     if (out) {
@@ -141,8 +172,6 @@ int cmd_eval(int argc, char **argv) {
         cli_fail("eval", "--prometheus", st);
     free(s);
     cJSON_Delete(o);
-    moe_corpus_free(&corpus);
-    moe_arena_free(&arena);
     moe_model_free(m);
     return st == MOE_OK ? 0 : 1;
 }

@@ -109,6 +109,7 @@ int cmd_route(int argc, char **argv) {
                             {0}};
     int rc = cli_parse("route", argc, argv, opts, help);
     if (rc != CLI_CONTINUE) return rc;
+    rc = 0;
     if (!ckpt || !text || !text[0]) {
         fprintf(stderr, "moe route: --checkpoint DIR and a non-empty --text are required\n");
         return 2;

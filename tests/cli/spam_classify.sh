@@ -49,6 +49,38 @@ ev = [x for x in rows if x["kind"] == "eval"]
 assert all("val_macro_f1" in x and "val_accuracy" in x for x in ev), ev
 PY
 [ -s "$run/report.html" ] || fail "no report for the classifier run"
+# moe eval on the classifier: quality from its run's task, cost and speed
+$MOE eval --checkpoint "$run/checkpoints/latest" --large-batch 32 --latency-seqs 16 \
+  --out "$WORK/eval.json" --prometheus "$WORK/eval.prom" >/dev/null
+promtool check metrics <"$WORK/eval.prom" || fail "promtool rejects the classifier's metrics"
+$PY - "$WORK/eval.json" "$run/results.json" <<'PY'
+import json, sys
+e, r = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+assert e["task"] == "classify", e
+# the same final model and split: the same test report as training wrote
+assert e["test"]["confusion"] == r["test"]["confusion"], (e["test"], r["test"])
+assert abs(e["val_macro_f1"] - r["final_val_macro_f1"]) < 1e-9
+for k in ("latency_ms_per_token_p50", "latency_ms_per_token_p90", "latency_ms_per_token_p99",
+          "tokens_per_s_batch1", "tokens_per_s_large_batch", "active_over_dense_flops"):
+    assert e[k] > 0, k
+assert e["large_batch"] == 32 and "generate_ms_per_token" not in e
+PY
+# moe route: a per-token routing trace of any text, with the class probabilities
+$MOE route --checkpoint "$run/checkpoints/latest" --text "FREE money!!! Click here now" \
+  --out "$WORK/route.json" >/dev/null
+$PY - "$WORK/route.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+toks = r["tokens"]
+assert toks[0]["text"] == "[CLS]" and len(toks) == 1 + len("FREE money!!! Click here now"), toks[:2]
+assert "".join(t["text"] for t in toks[1:]) == "FREE money!!! Click here now"
+for t in toks:
+    assert len(t["layers"]) == 1
+    l = t["layers"][0]
+    assert len(l["experts"]) == 2 and all(0 <= e < 4 for e in l["experts"]), l
+    assert abs(sum(l["weights"]) - 1) < 1e-5 and all(l["kept"]), l
+assert abs(sum(r["class_probs"]) - 1) < 1e-9 and r["predicted_class"] in (0, 1)
+PY
 # the wrong model for the task: a clear error
 expect_fail "decoder on classify" $MOE train --config configs/tiny-spam.json \
   --set model.bidirectional=false "${common[@]}"

@@ -40,8 +40,12 @@ $PY - "$WORK/eval.json" "$run/results.json" <<'PY'
 import json, sys
 e, r = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
 for k in ("val_loss", "val_ppl", "params", "active_params", "train_flops_per_token",
-          "eval_tokens_per_s", "generate_ms_per_token"):
+          "forward_flops_per_token", "all_experts_forward_flops_per_token",
+          "active_over_dense_flops", "latency_ms_per_token_p50", "latency_ms_per_token_p99",
+          "tokens_per_s_batch1", "tokens_per_s_large_batch", "generate_ms_per_token"):
     assert k in e, k
+assert e["task"] == "lm" and 0 < e["active_over_dense_flops"] < 1, e
+assert e["latency_ms_per_token_p50"] <= e["latency_ms_per_token_p99"], e
 assert e["active_params"] < e["params"]
 assert abs(e["val_loss"] - r["final_val_loss"]) < 0.3, (e["val_loss"], r["final_val_loss"])
 PY
@@ -50,6 +54,11 @@ a=$($MOE generate --checkpoint "$run/checkpoints/latest" --prompt "And God said"
 b=$($MOE generate --checkpoint "$run/checkpoints/latest" --prompt "And God said" --tokens 40 --temperature 0)
 [ "$a" = "$b" ] || fail "greedy generation differs between runs"
 case "$a" in "And God said"*) ;; *) fail "generation does not start with the prompt: $a" ;; esac
+# moe route on a decoder: bytes in, experts per byte out
+$MOE route --checkpoint "$run/checkpoints/latest" --text "And God said" >"$WORK/route.json"
+json_get "$WORK/route.json" "''.join(t['text'] for t in j['tokens'])" | grep -qx "And God said" ||
+  fail "moe route tokens differ from the text"
+[ "$(json_get "$WORK/route.json" "len(j['tokens'][0]['layers'])")" = 2 ] || fail "route layers"
 # the report refreshes during training; without plotly.js training still
 # completes and says why the report is missing
 [ -s "$run/report.html" ] || fail "no report.html after training"

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# The spec's efficiency case, measured: MoE models against dense models of
+# the same active FLOPs and of the same parameters, on the spam classifier
+# and on the Bible language model. Trains each config (same steps, same
+# data, same seed) and prints a markdown table from each run's
+# model_info.json and results.json. BENCHMARKS.md records a run of it.
+# Usage: scripts/efficiency.sh [BUILD_DIR] [spam|lm|all]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build=${1:-build}
+which=${2:-all}
+out=runs/efficiency
+mkdir -p "$out"
+train() { # config -> run directory
+  local before after
+  before=$(ls -d "$out/$(basename "$1" .json)"-* 2>/dev/null | wc -l)
+  "$build/moe" train --config "$1" --set out_dir="$out" --quiet >/dev/null
+  ls -d "$out/$(basename "$1" .json)"-* | tail -n1
+}
+table() { # quality_key run...
+  /usr/bin/python3 - "$@" <<'PY'
+import json, sys
+key, runs = sys.argv[1], sys.argv[2:]
+rows = []
+for r in runs:
+    info, res = json.load(open(r + "/model_info.json")), json.load(open(r + "/results.json"))
+    q = res["test"]["macro_f1"] if key == "test_macro_f1" else res["best_val_loss"]
+    rows.append((info["name"], info["params"], info["active_params"],
+                 info["flops_per_token_active"], q, res["tokens_per_s"], res["elapsed_s"]))
+base = rows[0][3]
+print(f"| model | params | active params | forward FLOPs/token | vs first | {key} | train tok/s | time s |")
+print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+for n, p, a, f, q, tps, t in rows:
+    print(f"| {n} | {p:,} | {a:,} | {f/1e6:.2f} M | {f/base:.2f}x | {q:.4f} | {tps:,.0f} | {t:.0f} |")
+PY
+}
+if [ "$which" = spam ] || [ "$which" = all ]; then
+  runs=()
+  for c in configs/spam-moe.json configs/spam-dense.json configs/spam-dense-wide.json; do
+    runs+=("$(train "$c")")
+  done
+  echo "### Spam classification (test split)"
+  table test_macro_f1 "${runs[@]}"
+fi
+if [ "$which" = lm ] || [ "$which" = all ]; then
+  runs=()
+  for c in configs/bible-moe.json configs/bible-dense.json configs/bible-dense-wide.json; do
+    runs+=("$(train "$c")")
+  done
+  echo "### Bible language model (validation loss, nats/byte)"
+  table best_val_loss "${runs[@]}"
+fi

@@ -1,0 +1,133 @@
+/* A checkpoint's quality on its run's data and its inference speed, for
+ * `moe eval`: the same task code as training evaluates the validation (and
+ * for classifiers the test) split; speed is timed on validation rows at
+ * batch 1 (per-sequence latency, reported per token: p50/p90/p99) and at a
+ * large batch (throughput). */
+#include "moe/metrics.h"
+#include "train/task.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+static void add_num(cJSON *o, const char *k, double v) {
+    if (isfinite(v))
+        cJSON_AddNumberToObject(o, k, v);
+    else
+        cJSON_AddNullToObject(o, k);
+}
+
+/* B validation rows (row i0.. of the split, wrapping) into the task's
+ * buffers as an inference batch (no targets, no labels). */
+static moe_batch val_rows(train_task *t, size_t i0, int B) {
+    if (t->kind == MOE_TASK_LM) {
+        moe_corpus_val_batch(&t->corpus, B, t->T, (int)(i0 % 64), 64, t->x, t->y);
+        return (moe_batch){t->x, NULL, NULL, NULL, B, t->T};
+    }
+    const moe_text_set *s = &t->text.split[MOE_TEXT_VAL];
+    for (int b = 0; b < B; b++)
+        moe_text_row(&t->text, &s->ex[(i0 + (size_t)b) % s->n], t->T, t->x + (size_t)b * t->T,
+                     t->pad + (size_t)b * t->T);
+    return (moe_batch){t->x, NULL, NULL, t->pad, B, t->T};
+}
+
+static long real_tokens(const moe_batch *b) {
+    long n = 0;
+    for (long i = 0; i < (long)b->B * b->T; i++) n += !b->pad_mask || b->pad_mask[i];
+    return n;
+}
+
+/* Latency per token at batch 1 over n_seq sequences, and throughput at
+ * batch B_big (the task's buffers hold train.batch_size rows, so the large
+ * batch is timed as repeated forwards of that size). */
+static moe_status time_inference(train_task *t, moe_model *m, moe_arena *arena, int n_seq,
+                                 cJSON *o) {
+    moe_latency lat;
+    moe_latency_init(&lat);
+    moe_status st = MOE_OK;
+    long tokens1 = 0;
+    double time1 = 0;
+    for (int i = -1; i < n_seq && st == MOE_OK; i++) { /* i = -1 warms up */
+        moe_batch b = val_rows(t, (size_t)(i < 0 ? 0 : i), 1);
+        moe_arena_reset(arena);
+        double t0 = now_s();
+        st = moe_model_forward_batch(m, &b, 0, NULL, arena, NULL, NULL);
+        double dt = now_s() - t0;
+        if (i < 0) continue;
+        long n = real_tokens(&b);
+        tokens1 += n;
+        time1 += dt;
+        if (st == MOE_OK) st = moe_latency_add(&lat, dt / (double)n);
+    }
+    moe_latency_summary sum;
+    if (st == MOE_OK) st = moe_latency_summarize(&lat, &sum);
+    moe_latency_free(&lat);
+    if (st != MOE_OK) return st;
+    add_num(o, "latency_ms_per_token_p50", sum.p50 * 1e3);
+    add_num(o, "latency_ms_per_token_p90", sum.p90 * 1e3);
+    add_num(o, "latency_ms_per_token_p99", sum.p99 * 1e3);
+    add_num(o, "tokens_per_s_batch1", tokens1 / time1);
+    long tokensB = 0;
+    double timeB = 0;
+    for (int i = 0; i < 4 && st == MOE_OK; i++) {
+        moe_batch b = val_rows(t, (size_t)i * (size_t)t->B, t->B);
+        moe_arena_reset(arena);
+        double t0 = now_s();
+        st = moe_model_forward_batch(m, &b, 0, NULL, arena, NULL, NULL);
+        if (i == 0) continue; /* warm-up */
+        timeB += now_s() - t0;
+        tokensB += real_tokens(&b);
+    }
+    cJSON_AddNumberToObject(o, "large_batch", t->B);
+    add_num(o, "tokens_per_s_large_batch", tokensB / timeB);
+    return st;
+}
+
+moe_status moe_evaluate(const moe_run_config *cfg, moe_model *m, int large_batch, int n_seq,
+                        char **json) {
+    *json = NULL;
+    moe_run_config c = *cfg;
+    c.model = *moe_model_config_of(m); /* the checkpoint's model, not the config's */
+    if (large_batch > 0) c.train.batch_size = large_batch;
+    train_task t;
+    moe_status st = task_init(&t, &c);
+    moe_arena arena;
+    moe_arena_init(&arena);
+    cJSON *o = cJSON_CreateObject();
+    task_eval val = {NAN, NAN, NAN}, test = {NAN, NAN, NAN};
+    if (st == MOE_OK) st = task_evaluate(&t, m, &arena, &val);
+    if (st == MOE_OK) st = task_test(&t, m, &arena, &test);
+    if (st == MOE_OK) {
+        static const char *const task_names[] = {"lm", "mlm", "classify"};
+        cJSON_AddStringToObject(o, "task", task_names[t.kind]);
+        add_num(o, "val_loss", val.loss);
+        if (t.kind == MOE_TASK_LM) add_num(o, "val_ppl", exp(val.loss));
+        if (t.kind == MOE_TASK_MLM) add_num(o, "val_masked_accuracy", val.accuracy);
+        if (t.kind == MOE_TASK_CLASSIFY) {
+            add_num(o, "val_accuracy", val.accuracy);
+            add_num(o, "val_macro_f1", val.macro_f1);
+            const char *names[MOE_TEXT_MAX_CLASSES];
+            for (int k = 0; k < t.text.n_classes; k++) names[k] = t.text.class_name[k];
+            cJSON *rep = NULL;
+            st = moe_classify_report_json(&t.test, names, &rep);
+            if (st == MOE_OK) cJSON_AddItemToObject(o, "test", rep);
+        }
+    }
+    if (st == MOE_OK) st = time_inference(&t, m, &arena, n_seq, o);
+    if (st == MOE_OK) {
+        *json = cJSON_PrintUnformatted(o);
+        if (!*json) st = moe_error(MOE_ERR_NOMEM, "eval: out of memory");
+    }
+    cJSON_Delete(o);
+    moe_arena_free(&arena);
+    task_free(&t);
+    return st;
+}
