@@ -3,6 +3,8 @@
  * previous checkpoint loadable and say why. */
 #include "test_util.h"
 
+#include "scratch_dir.h"
+
 #include "moe/checkpoint.h"
 
 #include <dirent.h>
@@ -13,29 +15,6 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <unistd.h>
-
-static char root[64];
-
-static int setup(void **state) {
-    (void)state;
-    snprintf(root, sizeof root, "/tmp/moe_ckpt_XXXXXX");
-    return mkdtemp(root) ? 0 : -1;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", root);
-    return system(cmd);
-}
-
-static const char *under(const char *rel) {
-    static char p[4][160];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(p[k], sizeof p[k], "%s/%s", root, rel);
-    return p[k];
-}
 
 static int has(const char *needle) {
     if (strstr(moe_last_error(), needle)) return 1;
@@ -111,7 +90,7 @@ static void test_round_trip(void **state) {
     b.opt.step = 0;
     moe_train_state st, back;
     train_state(&st, 99);
-    const char *dir = under("run/checkpoints/latest"); /* parents created */
+    const char *dir = scratch_path("run/checkpoints/latest"); /* parents created */
     assert_int_equal(moe_checkpoint_save(dir, CONFIG, &a.t, a.params, &a.opt, &st), MOE_OK);
 
     char *cfg = NULL;
@@ -183,11 +162,11 @@ static void test_atomic_replacement(void **state) {
     model_init(&a, 1.0);
     model_init(&b, 2.0);
     model_init(&c, 0.0);
-    const char *dir = under("replace/latest");
+    const char *dir = scratch_path("replace/latest");
     assert_int_equal(moe_checkpoint_save(dir, CONFIG, &a.t, a.params, &a.opt, NULL), MOE_OK);
     assert_int_equal(moe_checkpoint_save(dir, "{\"v\": 2}", &b.t, b.params, &b.opt, NULL), MOE_OK);
     char names[256];
-    list_dir(under("replace"), names, sizeof names);
+    list_dir(scratch_path("replace"), names, sizeof names);
     assert_string_equal(names, "latest"); /* no .tmp or .old left */
     list_dir(dir, names, sizeof names);
     assert_string_equal(names, "config.json model.safetensors optimizer.safetensors train.json");
@@ -201,7 +180,7 @@ static void test_atomic_replacement(void **state) {
     char slash[200];
     snprintf(slash, sizeof slash, "%s/", dir);
     assert_int_equal(moe_checkpoint_save(slash, CONFIG, &a.t, a.params, &a.opt, NULL), MOE_OK);
-    list_dir(under("replace"), names, sizeof names);
+    list_dir(scratch_path("replace"), names, sizeof names);
     assert_string_equal(names, "latest");
     model_free(&a);
     model_free(&b);
@@ -214,14 +193,14 @@ static void test_failed_saves_keep_previous(void **state) {
     model_init(&a, 1.0);
     model_init(&b, 2.0);
     model_init(&c, 0.0);
-    const char *dir = under("fail/latest");
+    const char *dir = scratch_path("fail/latest");
     assert_int_equal(moe_checkpoint_save(dir, CONFIG, &a.t, a.params, &a.opt, NULL), MOE_OK);
 
     /* the parent of the target is a regular file */
-    FILE *f = fopen(under("fail/afile"), "w");
+    FILE *f = fopen(scratch_path("fail/afile"), "w");
     fclose(f);
     assert_int_equal(
-        moe_checkpoint_save(under("fail/afile/ckpt"), CONFIG, &b.t, b.params, &b.opt, NULL),
+        moe_checkpoint_save(scratch_path("fail/afile/ckpt"), CONFIG, &b.t, b.params, &b.opt, NULL),
         MOE_ERR_IO);
     assert_true(has("afile"));
 
@@ -239,7 +218,7 @@ static void test_failed_saves_keep_previous(void **state) {
     assert_true(has("model.safetensors"));
     assert_true(has("previous one, if any, is kept"));
     char names[256];
-    list_dir(under("fail"), names, sizeof names);
+    list_dir(scratch_path("fail"), names, sizeof names);
     assert_string_equal(names, "afile latest"); /* temp folder removed */
     assert_int_equal(moe_checkpoint_load(dir, &c.t, c.params, &c.opt, NULL), MOE_OK);
     assert_same(&a, &c); /* still the first checkpoint */
@@ -267,11 +246,11 @@ static void test_damaged_checkpoint_is_refused(void **state) {
     train_state(&st, 5);
     memset(&back, 0x5a, sizeof back);
     moe_train_state back0 = back;
-    const char *dir = under("damaged/latest");
+    const char *dir = scratch_path("damaged/latest");
     assert_int_equal(moe_checkpoint_save(dir, CONFIG, &a.t, a.params, &a.opt, &st), MOE_OK);
 
     /* one byte of the optimizer header: params must stay untouched too */
-    corrupt_byte(under("damaged/latest/optimizer.safetensors"), 8, '[');
+    corrupt_byte(scratch_path("damaged/latest/optimizer.safetensors"), 8, '[');
     assert_int_equal(moe_checkpoint_load(dir, &c.t, c.params, &c.opt, &back), MOE_ERR_FORMAT);
     assert_true(has("optimizer.safetensors"));
     assert_true(has("not valid JSON"));
@@ -280,7 +259,7 @@ static void test_damaged_checkpoint_is_refused(void **state) {
 
     /* one byte of the model header */
     assert_int_equal(moe_checkpoint_save(dir, CONFIG, &a.t, a.params, &a.opt, &st), MOE_OK);
-    corrupt_byte(under("damaged/latest/model.safetensors"), 8, 'x');
+    corrupt_byte(scratch_path("damaged/latest/model.safetensors"), 8, 'x');
     assert_int_equal(moe_checkpoint_load(dir, &c.t, c.params, &c.opt, &back), MOE_ERR_FORMAT);
     assert_true(has("damaged/latest/model.safetensors: header is not valid JSON"));
     assert_same(&keep, &c);
@@ -299,7 +278,7 @@ static void test_mismatches_are_explained(void **state) {
     model a, c;
     model_init(&a, 1.0);
     model_init(&c, 0.0);
-    const char *dir = under("mismatch/latest");
+    const char *dir = scratch_path("mismatch/latest");
     assert_int_equal(moe_checkpoint_save(dir, CONFIG, &a.t, a.params, &a.opt, NULL), MOE_OK);
 
     c.opt.cfg.kind = MOE_OPT_SGD;
@@ -325,10 +304,11 @@ static void test_mismatches_are_explained(void **state) {
     moe_params_free(&t2);
 
     char *cfg = (char *)1;
-    assert_int_equal(moe_checkpoint_read_config(under("nowhere"), &cfg), MOE_ERR_IO);
+    assert_int_equal(moe_checkpoint_read_config(scratch_path("nowhere"), &cfg), MOE_ERR_IO);
     assert_null(cfg);
     assert_true(has("no config.json: is this a checkpoint folder"));
-    assert_int_equal(moe_checkpoint_load(under("nowhere"), &c.t, c.params, NULL, NULL), MOE_ERR_IO);
+    assert_int_equal(moe_checkpoint_load(scratch_path("nowhere"), &c.t, c.params, NULL, NULL),
+                     MOE_ERR_IO);
     assert_true(has("nowhere"));
     model_free(&a);
     model_free(&c);
@@ -342,5 +322,5 @@ int main(void) {
         cmocka_unit_test(test_damaged_checkpoint_is_refused),
         cmocka_unit_test(test_mismatches_are_explained),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, scratch_setup, scratch_teardown);
 }

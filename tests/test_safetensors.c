@@ -2,6 +2,8 @@
  * every kind of damaged file with a message that says what is wrong. */
 #include "test_util.h"
 
+#include "scratch_dir.h"
+
 #include "moe/safetensors.h"
 
 #include <math.h>
@@ -11,27 +13,6 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <unistd.h>
-
-static char dir[64];
-
-static int setup(void **state) {
-    (void)state;
-    snprintf(dir, sizeof dir, "/tmp/moe_st_XXXXXX");
-    return mkdtemp(dir) ? 0 : -1;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    return system(cmd);
-}
-
-static const char *path_of(const char *name) {
-    static char p[128];
-    snprintf(p, sizeof p, "%s/%s", dir, name);
-    return p;
-}
 
 /* A table with several ranks and its block filled with distinct values. */
 static moe_real *make_table(moe_param_table *t) {
@@ -54,7 +35,7 @@ static int has(const char *needle) {
 
 /* Writes a file with the given header JSON (padded) and data bytes. */
 static const char *write_raw(const char *name, const char *json, const void *data, size_t n) {
-    const char *p = path_of(name);
+    const char *p = scratch_path(name);
     FILE *f = fopen(p, "wb");
     assert_non_null(f);
     size_t len = strlen(json), padded = (len + 7) / 8 * 8;
@@ -82,7 +63,7 @@ static void test_round_trip(void **state) {
     moe_param_table t;
     moe_real *block = make_table(&t);
     const char *meta[] = {"step", "12", NULL};
-    const char *p = path_of("rt.safetensors");
+    const char *p = scratch_path("rt.safetensors");
     assert_int_equal(moe_st_save(p, &t, block, meta), MOE_OK);
 
     moe_real *back = calloc(t.total, sizeof *back);
@@ -114,7 +95,7 @@ static void test_header_layout(void **state) {
     (void)state;
     moe_param_table t;
     moe_real *block = make_table(&t);
-    const char *p = path_of("layout.safetensors");
+    const char *p = scratch_path("layout.safetensors");
     assert_int_equal(moe_st_save(p, &t, block, NULL), MOE_OK);
     FILE *fp = fopen(p, "rb");
     assert_non_null(fp);
@@ -147,17 +128,17 @@ static void test_header_layout(void **state) {
 
 static void test_rejects_empty_and_short(void **state) {
     (void)state;
-    const char *p = path_of("empty.safetensors");
+    const char *p = scratch_path("empty.safetensors");
     fclose(fopen(p, "wb"));
     expect_open_fails(p, "file is 0 bytes", "empty or truncated");
     moe_st_file *f;
-    assert_int_equal(moe_st_open(&f, path_of("absent.safetensors")), MOE_ERR_IO);
+    assert_int_equal(moe_st_open(&f, scratch_path("absent.safetensors")), MOE_ERR_IO);
     assert_true(has("No such file"));
 }
 
 static void test_rejects_header_past_end(void **state) {
     (void)state;
-    const char *p = path_of("long.safetensors");
+    const char *p = scratch_path("long.safetensors");
     FILE *fp = fopen(p, "wb");
     unsigned char hdr[8] = {0xe8, 0x03, 0, 0, 0, 0, 0, 0}; /* 1000 */
     fwrite(hdr, 1, 8, fp);
@@ -179,7 +160,7 @@ static void test_rejects_malformed_json(void **state) {
     assert_int_equal(moe_st_open(&f, p), MOE_OK);
     assert_int_equal(moe_st_count(f), 0);
     moe_st_close(f);
-    assert_int_equal(moe_st_open(&f, dir), MOE_ERR_IO);
+    assert_int_equal(moe_st_open(&f, scratch_path("")), MOE_ERR_IO); /* a folder */
     assert_true(has("not a regular file"));
 }
 
@@ -208,7 +189,7 @@ static void test_rejects_truncated(void **state) {
     (void)state;
     moe_param_table t;
     moe_real *block = make_table(&t);
-    const char *p = path_of("trunc.safetensors");
+    const char *p = scratch_path("trunc.safetensors");
     assert_int_equal(moe_st_save(p, &t, block, NULL), MOE_OK);
     FILE *fp = fopen(p, "rb");
     fseek(fp, 0, SEEK_END);
@@ -241,7 +222,7 @@ static void test_shape_mismatch_on_read(void **state) {
     (void)state;
     moe_param_table t;
     moe_real *block = make_table(&t);
-    const char *p = path_of("shape.safetensors");
+    const char *p = scratch_path("shape.safetensors");
     assert_int_equal(moe_st_save(p, &t, block, NULL), MOE_OK);
     moe_st_file *f;
     assert_int_equal(moe_st_open(&f, p), MOE_OK);
@@ -263,7 +244,7 @@ static void test_missing_and_extra_tensors(void **state) {
     (void)state;
     moe_param_table t;
     moe_real *block = make_table(&t);
-    const char *p = path_of("table.safetensors");
+    const char *p = scratch_path("table.safetensors");
     assert_int_equal(moe_st_save(p, &t, block, NULL), MOE_OK);
 
     /* a bigger model: one tensor missing from the file; block untouched */
@@ -344,7 +325,7 @@ static void test_failed_write_keeps_old_file(void **state) {
     const int64_t s[] = {256, 256};
     moe_params_add(&t, "big", 2, s);
     moe_real *block = calloc(t.total, sizeof *block);
-    const char *p = path_of("keep.safetensors");
+    const char *p = scratch_path("keep.safetensors");
     char keep[128];
     snprintf(keep, sizeof keep, "%s", p);
     moe_param_table small;
@@ -394,5 +375,5 @@ int main(void) {
         cmocka_unit_test(test_half_conversions),
         cmocka_unit_test(test_failed_write_keeps_old_file),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, scratch_setup, scratch_teardown);
 }

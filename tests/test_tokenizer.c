@@ -4,35 +4,14 @@
  * tokenizer is checked against its npm package in tests/cli/tokenizer_gpt2.sh. */
 #include "test_util.h"
 
+#include "scratch_dir.h"
+
 #include "moe/moe.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-static char dir[64];
-
-static int setup(void **state) {
-    (void)state;
-    snprintf(dir, sizeof dir, "/tmp/moe_tok_XXXXXX");
-    return mkdtemp(dir) ? 0 : -1;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    return system(cmd);
-}
-
-static const char *in_dir(const char *name) {
-    static char p[4][160];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(p[k], sizeof p[k], "%s/%s", dir, name);
-    return p[k];
-}
 
 static void write_text(const char *path, const char *text) {
     FILE *f = fopen(path, "w");
@@ -178,8 +157,8 @@ static void test_merges_compress_held_out_text(void **state) {
 static void test_save_load_same_encoding(void **state) {
     (void)state;
     moe_tokenizer *t = trained(1, 700), *u;
-    assert_int_equal(moe_tokenizer_save(t, in_dir("tok.json")), MOE_OK);
-    assert_int_equal(moe_tokenizer_load(&u, in_dir("tok.json")), MOE_OK);
+    assert_int_equal(moe_tokenizer_save(t, scratch_path("tok.json")), MOE_OK);
+    assert_int_equal(moe_tokenizer_load(&u, scratch_path("tok.json")), MOE_OK);
     assert_string_equal(moe_tokenizer_kind(u), "byte-bpe");
     assert_int_equal(moe_tokenizer_vocab_size(u), moe_tokenizer_vocab_size(t));
     size_t n;
@@ -199,7 +178,7 @@ static void test_save_load_same_encoding(void **state) {
         assert_memory_equal(x, y, nx);
     }
     /* no temporary file left behind */
-    assert_int_equal(access(in_dir("tok.json.tmp"), F_OK), -1);
+    assert_int_equal(access(scratch_path("tok.json.tmp"), F_OK), -1);
     free(a);
     free(b);
     free(text);
@@ -223,9 +202,9 @@ static char *file_text(const char *path) {
 static void test_training_is_deterministic(void **state) {
     (void)state;
     moe_tokenizer *t = trained(3, 900), *u = trained(3, 900);
-    assert_int_equal(moe_tokenizer_save(t, in_dir("a.json")), MOE_OK);
-    assert_int_equal(moe_tokenizer_save(u, in_dir("b.json")), MOE_OK);
-    char *a = file_text(in_dir("a.json")), *b = file_text(in_dir("b.json"));
+    assert_int_equal(moe_tokenizer_save(t, scratch_path("a.json")), MOE_OK);
+    assert_int_equal(moe_tokenizer_save(u, scratch_path("b.json")), MOE_OK);
+    char *a = file_text(scratch_path("a.json")), *b = file_text(scratch_path("b.json"));
     assert_string_equal(a, b);
     assert_non_null(strstr(a, "\"merges\""));
     free(a);
@@ -311,7 +290,7 @@ static void test_bad_arguments(void **state) {
     /* an empty text trains the bytes alone */
     assert_int_equal(moe_tokenizer_train(&t, NULL, 0, 4096, 0), MOE_OK);
     assert_int_equal(moe_tokenizer_vocab_size(t), 260);
-    assert_int_equal(moe_tokenizer_save(t, in_dir("no/such/folder/t.json")), MOE_ERR_IO);
+    assert_int_equal(moe_tokenizer_save(t, scratch_path("no/such/folder/t.json")), MOE_ERR_IO);
     assert_true(has("no/such/folder"));
     moe_tokenizer_free(t);
 }
@@ -319,30 +298,30 @@ static void test_bad_arguments(void **state) {
 /* A tokenizer file with `field` replaced: a valid file's text otherwise. */
 static const char *edited(const char *name, const char *from, const char *to) {
     moe_tokenizer *t = trained(1, 270);
-    assert_int_equal(moe_tokenizer_save(t, in_dir("good.json")), MOE_OK);
+    assert_int_equal(moe_tokenizer_save(t, scratch_path("good.json")), MOE_OK);
     moe_tokenizer_free(t);
-    char *text = file_text(in_dir("good.json"));
+    char *text = file_text(scratch_path("good.json"));
     char *at = strstr(text, from);
     assert_non_null(at);
     size_t n = strlen(text) + strlen(to) + 1;
     char *out = malloc(n);
     snprintf(out, n, "%.*s%s%s", (int)(at - text), text, to, at + strlen(from));
-    write_text(in_dir(name), out);
+    write_text(scratch_path(name), out);
     free(out);
     free(text);
-    return in_dir(name);
+    return scratch_path(name);
 }
 
 static void test_bad_files_say_why(void **state) {
     (void)state;
     moe_tokenizer *t = NULL;
-    const char *p = in_dir("missing.json");
+    const char *p = scratch_path("missing.json");
     assert_int_equal(moe_tokenizer_load(&t, p), MOE_ERR_IO);
     assert_true(has(p));
     assert_true(has("No such file"));
     assert_null(t);
 
-    p = in_dir("broken.json");
+    p = scratch_path("broken.json");
     write_text(p, "{\"kind\": \"byte-bpe\",\n \"merges\": [[1, 2],,]}");
     assert_int_equal(moe_tokenizer_load(&t, p), MOE_ERR_FORMAT);
     assert_true(has(p));
@@ -389,5 +368,5 @@ int main(void) {
         cmocka_unit_test(test_bad_arguments),
         cmocka_unit_test(test_bad_files_say_why),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, scratch_setup, scratch_teardown);
 }
