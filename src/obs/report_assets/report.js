@@ -189,12 +189,24 @@
         ' dense (all experts on every token): ratio ' + (fd > 0 ? (fa / fd).toFixed(3) : '?'));
     else add('forward FLOPs per token', fmtSI(fa, 'FLOP'));
     add('training FLOPs per token', fmtSI(first(info.train_flops_per_token, results.train_flops_per_token), 'FLOP'));
+    /* perplexity means something for language models only */
+    const lm = !(config.train && config.train.task && config.train.task !== 'lm');
     if (isNum(results.final_val_loss))
       add('final validation loss', results.final_val_loss.toFixed(4) +
-        (isNum(results.final_val_ppl) ? ' (perplexity ' + results.final_val_ppl.toFixed(3) + ')' : ''));
+        (lm && isNum(results.final_val_ppl) ? ' (perplexity ' + results.final_val_ppl.toFixed(3) + ')' : ''));
     if (isNum(results.best_val_loss))
       add('best validation loss', results.best_val_loss.toFixed(4) +
-        (isNum(results.best_val_ppl) ? ' (perplexity ' + results.best_val_ppl.toFixed(3) + ')' : ''));
+        (lm && isNum(results.best_val_ppl) ? ' (perplexity ' + results.best_val_ppl.toFixed(3) + ')' : ''));
+    const classifier = isNum(results.final_val_macro_f1);
+    if (classifier)
+      add('final validation accuracy / macro-F1', results.final_val_accuracy.toFixed(4) + ' / ' +
+        results.final_val_macro_f1.toFixed(4));
+    else if (isNum(results.final_val_accuracy))
+      add('final masked-token accuracy', results.final_val_accuracy.toFixed(4));
+    const test = results.test;
+    if (test && isNum(test.macro_f1))
+      add('test accuracy / macro-F1', test.accuracy.toFixed(4) + ' / ' + test.macro_f1.toFixed(4) +
+        (Array.isArray(test.confusion) ? ' (confusion ' + JSON.stringify(test.confusion) + ')' : ''));
     if (isNum(results.tokens_per_s)) add('training tokens per second', fmtInt(results.tokens_per_s));
     add('elapsed', fmtDuration(results.elapsed_s));
     add('steps', results.steps);
