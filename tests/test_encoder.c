@@ -15,7 +15,9 @@ static moe_model *make_encoder(const char *pool, int post_ln) {
     char pool_set[64], post_set[64];
     snprintf(pool_set, sizeof pool_set, "model.pool=%s", pool);
     snprintf(post_set, sizeof post_set, "model.post_ln=%s", post_ln ? "true" : "false");
-    const char *sets[] = {"model.n_layer=2",
+    const char *sets[] = {"train.task=classify",
+                          "data.source=spam",
+                          "model.n_layer=2",
                           "model.d_model=32",
                           "model.n_head=4",
                           "model.max_seq_len=12",

@@ -30,7 +30,9 @@ size_t moe_model_param_count(const moe_model *m);
 /* Parameters a token touches (router + k experts instead of E). */
 size_t moe_model_active_param_count(const moe_model *m);
 /* Training FLOPs per token (forward + backward, matmuls and attention) at
- * context T; forward alone is a third of it. */
+ * context T; forward alone is a third of it. Classifier models
+ * (n_classes > 0) count their classifier head, not the LM head (which a
+ * classification batch never runs). */
 double moe_model_train_flops_per_token(const moe_model *m, int T);
 /* The same if every token went through all E experts (the dense model of
  * equal parameter count): what sparse routing saves is measured against it. */

@@ -317,6 +317,9 @@ static double flops_per_token(const moe_model *m, int T, int experts_per_token) 
             fwd += 2.0 * (c->ffn_act == MOE_ACT_SWIGLU ? 3 : 2) * D * c->d_ff;
         }
     }
-    fwd += 2.0 * D * c->vocab_size; /* lm head */
+    if (c->n_classes > 0)
+        fwd += 2.0 * D * c->n_classes / T; /* the classifier, once per sequence */
+    else
+        fwd += 2.0 * D * c->vocab_size; /* the LM head, on every token */
     return 3.0 * fwd;
 }

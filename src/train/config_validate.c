@@ -106,6 +106,10 @@ static moe_status check_task(const moe_run_config *c) {
                  c->model.n_classes);
         break;
     case MOE_TASK_MLM:
+        if (c->model.n_classes > 0)
+            FAIL("train.task \"mlm\" trains the LM head: set model.n_classes=0 (a classifier "
+                 "fine-tuned later with train.init_from gets a fresh head)");
+        /* fall through */
     case MOE_TASK_CLASSIFY:
         if (!spam)
             FAIL("train.task \"%s\" needs labelled text: data.source \"spam\" (the "

@@ -5,7 +5,7 @@
 # split; routing by class lands in routing.json and the report.
 source "$(dirname "$0")/lib.bash"
 common=(--set out_dir="$WORK/runs" --quiet)
-$MOE train --config configs/tiny-spam.json --set name=mlm --set train.task=mlm \
+$MOE train --config configs/tiny-spam.json --set name=mlm --set train.task=mlm --set model.n_classes=0 \
   --set train.steps=30 --set train.eval_every=15 "${common[@]}" >"$WORK/mlm.out"
 mlm=$(ls -d "$WORK"/runs/mlm-*)
 $PY - "$mlm" <<'PY'
