@@ -11,9 +11,7 @@ build=${1:-build}
 which=${2:-all}
 out=runs/efficiency
 mkdir -p "$out"
-train() { # config -> run directory
-  local before after
-  before=$(ls -d "$out/$(basename "$1" .json)"-* 2>/dev/null | wc -l)
+train() { # config -> its new run directory
   "$build/moe" train --config "$1" --set out_dir="$out" --quiet >/dev/null
   ls -d "$out/$(basename "$1" .json)"-* | tail -n1
 }
@@ -34,19 +32,18 @@ for n, p, a, f, q, tps, t in rows:
     print(f"| {n} | {p:,} | {a:,} | {f/1e6:.2f} M | {f/base:.2f}x | {q:.4f} | {tps:,.0f} | {t:.0f} |")
 PY
 }
+study() { # title quality_key config...
+  local title=$1 key=$2 runs=()
+  shift 2
+  for c in "$@"; do runs+=("$(train "$c")"); done
+  echo "### $title"
+  table "$key" "${runs[@]}"
+}
 if [ "$which" = spam ] || [ "$which" = all ]; then
-  runs=()
-  for c in configs/spam-moe.json configs/spam-dense.json configs/spam-dense-wide.json; do
-    runs+=("$(train "$c")")
-  done
-  echo "### Spam classification (test split)"
-  table test_macro_f1 "${runs[@]}"
+  study "Spam classification (test split)" test_macro_f1 \
+    configs/spam-moe.json configs/spam-dense.json configs/spam-dense-wide.json
 fi
 if [ "$which" = lm ] || [ "$which" = all ]; then
-  runs=()
-  for c in configs/bible-moe.json configs/bible-dense.json configs/bible-dense-wide.json; do
-    runs+=("$(train "$c")")
-  done
-  echo "### Bible language model (validation loss, nats/byte)"
-  table best_val_loss "${runs[@]}"
+  study "Bible language model (validation loss, nats/byte)" best_val_loss \
+    configs/bible-moe.json configs/bible-dense.json configs/bible-dense-wide.json
 fi
