@@ -13,7 +13,7 @@ out=runs/efficiency
 mkdir -p "$out"
 train() { # config -> its new run directory
   "$build/moe" train --config "$1" --set out_dir="$out" --quiet >/dev/null
-  ls -d "$out/$(basename "$1" .json)"-* | tail -n1
+  ls -d "$out/$(basename "$1" .json)"-2* | tail -n1 # -2: the timestamp, so spam-dense is not spam-dense-wide
 }
 table() { # quality_key run...
   /usr/bin/python3 - "$@" <<'PY'
