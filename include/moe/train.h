@@ -99,7 +99,8 @@ moe_status moe_routing_probe_text(moe_model *m, const struct moe_text_data *d,
  * accuracy; accuracy and macro-F1 plus the test split's report with
  * per-class precision/recall/F1 and the confusion matrix), latency per token
  * at batch 1 (p50/p90/p99 over n_seq validation sequences) and tokens/s at
- * batch 1 and at large_batch (0: train.batch_size). */
+ * batch 1 and at large_batch (0: train.batch_size); language models also
+ * get generate_ms_per_token (greedy decoding with the KV cache). */
 moe_status moe_evaluate(const moe_run_config *cfg, moe_model *m, int large_batch, int n_seq,
                         char **json);
 

@@ -91,25 +91,6 @@ static void add_cost(cJSON *o, const moe_model *m, int T) {
     cJSON_AddNumberToObject(o, "flops_saved_vs_all_experts", 1 - active / dense);
 }
 
-/* Greedy decoding with the KV cache, 64 new tokens after a 64-byte prompt
- * (byte-level decoders only). */
-static moe_status decode_latency(moe_model *m, const moe_run_config *cfg, double *ms) {
-    moe_corpus corpus;
-    moe_status st = moe_corpus_load(&corpus, &cfg->data, cfg->train.seq_len);
-    if (st != MOE_OK) return st;
-    int np = 64, nn = 64;
-    int32_t ids[128];
-    for (int i = 0; i < np; i++) ids[i] = corpus.bytes[corpus.n_train + i];
-    moe_corpus_free(&corpus);
-    moe_sampling greedy = {0, 0, 1};
-    moe_rng rng;
-    moe_rng_seed(&rng, 1);
-    double g0 = cli_now();
-    st = moe_model_generate(m, ids, np, nn, &greedy, &rng, ids);
-    *ms = (cli_now() - g0) * 1e3 / nn;
-    return st;
-}
-
 int cmd_eval(int argc, char **argv) {
     const char *ckpt = NULL, *out = NULL, *prom = NULL;
     cli_sets sets = {0};
@@ -151,13 +132,6 @@ int cmd_eval(int argc, char **argv) {
     if (cfg.train.task == MOE_TASK_LM) {
         cJSON *v = cJSON_GetObjectItem(o, "val_loss");
         if (v) cJSON_AddNumberToObject(o, "val_bits_per_byte", v->valuedouble / log(2.0));
-        double ms = 0;
-        if ((st = decode_latency(m, &cfg, &ms)) != MOE_OK) {
-            cJSON_Delete(o);
-            moe_model_free(m);
-            return cli_fail("eval", "generation failed", st);
-        }
-        cJSON_AddNumberToObject(o, "generate_ms_per_token", ms);
     }
     char *s = cJSON_Print(o);
     printf("%s\n", s);

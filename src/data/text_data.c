@@ -34,8 +34,9 @@ static moe_status encode_mail(const moe_mail *m, const moe_tokenizer *t, int max
     memcpy(text, m->subject, ns);
     memcpy(text + ns, "\n\n", 2);
     memcpy(text + ns + 2, m->body, m->body_len);
-    /* only the first max_tokens are kept: encode a prefix generous enough
-     * (tokens are at least one byte) instead of the whole mail */
+    /* only the first max_tokens are kept: encode a prefix of 16 bytes per
+     * kept token instead of the whole mail (up to 32 KiB); a text whose
+     * tokens average more than 16 bytes just keeps fewer tokens */
     size_t want = n < (size_t)max_tokens * 16 ? n : (size_t)max_tokens * 16;
     int32_t *ids = NULL;
     size_t n_ids = 0;

@@ -91,6 +91,21 @@ static moe_status time_inference(train_task *t, moe_model *m, moe_arena *arena, 
     return st;
 }
 
+/* Language models: greedy decoding with the KV cache, 64 new tokens after a
+ * 64-token validation prompt, per new token. */
+static moe_status decode_latency(train_task *t, moe_model *m, cJSON *o) {
+    enum { PROMPT = 64, NEW = 64 };
+    int32_t ids[PROMPT + NEW];
+    for (int i = 0; i < PROMPT; i++) ids[i] = t->corpus.bytes[t->corpus.n_train + (size_t)i];
+    moe_sampling greedy = {0, 0, 1};
+    moe_rng rng;
+    moe_rng_seed(&rng, 1);
+    double t0 = now_s();
+    moe_status st = moe_model_generate(m, ids, PROMPT, NEW, &greedy, &rng, ids);
+    if (st == MOE_OK) add_num(o, "generate_ms_per_token", (now_s() - t0) * 1e3 / NEW);
+    return st;
+}
+
 moe_status moe_evaluate(const moe_run_config *cfg, moe_model *m, int large_batch, int n_seq,
                         char **json) {
     *json = NULL;
@@ -122,6 +137,7 @@ moe_status moe_evaluate(const moe_run_config *cfg, moe_model *m, int large_batch
         }
     }
     if (st == MOE_OK) st = time_inference(&t, m, &arena, n_seq, o);
+    if (st == MOE_OK && t.kind == MOE_TASK_LM) st = decode_latency(&t, m, o);
     if (st == MOE_OK) {
         *json = cJSON_PrintUnformatted(o);
         if (!*json) st = moe_error(MOE_ERR_NOMEM, "eval: out of memory");

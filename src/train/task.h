@@ -27,7 +27,7 @@ typedef struct train_task {
     int32_t *x, *y, *labels; /* the batch buffers, [B, T] and [B] */
     uint8_t *pad;
     moe_batch batch;
-    long real_tokens;   /* real tokens in the last training batch */
+    long real_tokens;   /* unpadded tokens in the last training batch (throughput) */
     moe_confusion test; /* classify: the test split, filled by task_test */
 } train_task;
 

@@ -34,6 +34,8 @@ typedef struct trainer {
     char *run_config_json; /* the whole run config, saved in every checkpoint */
     double last_val;       /* last evaluation */
     task_eval last_eval;   /* its accuracy, F1 (encoder tasks) */
+    long long real_tokens; /* unpadded tokens trained on by this process */
+    long step_real_tokens; /* ... in the last step */
 } trainer;
 
 static double now_s(void) {
@@ -125,9 +127,12 @@ static void teardown(trainer *tr) {
     moe_arena_free(&tr->arena);
 }
 
-static moe_status numeric_failure(trainer *tr, const char *what, double value) {
-    int loss = strstr(what, "loss") != NULL;
-    observer_nonfinite(&tr->obs, tr->st.step + 1, loss ? value : 0, loss ? 0 : value);
+/* A NaN/Inf loss (grad_norm 0) or gradient norm (loss 0): the alert, then
+ * the error naming the last good checkpoint. */
+static moe_status numeric_failure(trainer *tr, double loss, double grad_norm) {
+    const char *what = isfinite(loss) ? "the gradient norm" : "the training loss";
+    double value = isfinite(loss) ? grad_norm : loss;
+    observer_nonfinite(&tr->obs, tr->st.step + 1, loss, grad_norm);
     if (tr->last_good_step >= 0)
         return moe_error(MOE_ERR_NUMERIC,
                          "step %ld: %s is %g; training stopped. The last good checkpoint is "
@@ -143,8 +148,8 @@ static moe_status numeric_failure(trainer *tr, const char *what, double value) {
 static moe_status train_step(trainer *tr, moe_train_progress *p) {
     const moe_train_config *t = &tr->cfg->train;
     int B = t->batch_size, T = t->seq_len;
-    (void)B;
     moe_model_zero_grads(tr->model);
+    tr->step_real_tokens = 0;
     double ce_sum = 0, aux_sum = 0;
     for (int micro = 0; micro < t->grad_accum; micro++) {
         double ce = 0, aux = 0;
@@ -152,22 +157,23 @@ static moe_status train_step(trainer *tr, moe_train_progress *p) {
         moe_arena_reset(&tr->arena);
         moe_status st =
             moe_model_forward_batch(tr->model, batch, 1, &tr->st.rng, &tr->arena, &ce, &aux);
-        if (st == MOE_ERR_NUMERIC || !isfinite(ce + aux))
-            return numeric_failure(tr, "the training loss", ce + aux);
+        if (st == MOE_ERR_NUMERIC || !isfinite(ce + aux)) return numeric_failure(tr, ce + aux, 0);
         if (st != MOE_OK) return st;
         st = moe_model_backward(tr->model, &tr->arena, 1.0f / (float)t->grad_accum);
         if (st != MOE_OK) return st;
+        tr->step_real_tokens += tr->task.real_tokens;
         ce_sum += ce;
         aux_sum += aux;
     }
     observer_router_grads(&tr->obs, tr->model);
     size_t n = moe_model_table(tr->model)->total;
     double norm = moe_grad_clip(moe_model_grads(tr->model), n, t->grad_clip);
-    if (!isfinite(norm)) return numeric_failure(tr, "the gradient norm", norm);
+    if (!isfinite(norm)) return numeric_failure(tr, 0, norm);
     float lr = moe_sched_lr(&t->sched, t->optim.lr, tr->st.step, t->steps);
     moe_optim_step(&tr->opt, moe_model_params(tr->model), moe_model_grads(tr->model), lr);
     tr->st.step++;
     tr->st.tokens_seen += (long long)B * T * t->grad_accum;
+    tr->real_tokens += tr->step_real_tokens;
     p->ce = ce_sum / t->grad_accum;
     p->aux = aux_sum / t->grad_accum;
     p->loss = p->ce + p->aux;
@@ -183,11 +189,11 @@ static void fill_timing(trainer *tr, moe_train_progress *p) {
     p->epoch = task_epoch(&tr->task, tr->st.tokens_seen / t->seq_len);
     p->elapsed_s = now_s() - tr->t0;
     long done = tr->st.step - tr->first_step;
-    /* throughput of the steps alone; evaluation and checkpoints excluded */
-    p->tokens_per_s = tr->step_time > 0 ? (double)done * t->batch_size * t->seq_len *
-                                              t->grad_accum / tr->step_time
-                                        : 0;
-    p->examples_per_s = p->tokens_per_s / t->seq_len;
+    /* throughput of the steps alone (evaluation and checkpoints excluded),
+     * in real tokens: padding of encoder batches is not work done */
+    p->tokens_per_s = tr->step_time > 0 ? (double)tr->real_tokens / tr->step_time : 0;
+    p->examples_per_s =
+        tr->step_time > 0 ? (double)done * t->batch_size * t->grad_accum / tr->step_time : 0;
     p->eta_s = done > 0 ? p->elapsed_s / (double)done * (double)(t->steps - tr->st.step) : 0;
     if (t->max_seconds > 0 && p->eta_s > t->max_seconds - p->elapsed_s)
         p->eta_s = fmax(0, t->max_seconds - p->elapsed_s);
@@ -290,7 +296,7 @@ moe_status moe_train_run(const moe_run_config *cfg, const moe_train_opts *opts,
                            .epoch = p.epoch,
                            .examples_per_s = p.examples_per_s,
                            .temperature = cfg->model.moe.temperature,
-                           .tokens = (long)t->batch_size * t->seq_len * t->grad_accum,
+                           .tokens = tr.step_real_tokens,
                            .arena_bytes = tr.arena.high_water};
         st = observer_step(&tr.obs, &p, &sm, tr.model, log);
         if (st != MOE_OK) goto out;

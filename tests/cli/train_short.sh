@@ -25,6 +25,7 @@ for k in ("train_loss", "grad_norm", "learning_rate", "tokens_per_second", "load
           "router_entropy", "aux_loss", "router_grad_norm", "memory_rss_bytes", "train_epoch"):
     assert k in tr[-1], k
 assert tr[-1]["train_step"] == tr[-1]["step"] == 60
+assert tr[-1]["tokens_total"] == 60 * 8 * 64, tr[-1]["tokens_total"]  # steps x batch x seq_len
 print("val losses", ev)
 PY
 [ "$(json_get "$run/results.json" "j['stop_reason']")" = completed ] || fail "stop_reason"
