@@ -59,6 +59,13 @@ typedef struct moe_batch {
     const int32_t *labels;
     const uint8_t *pad_mask;
     int B, T;
+    /* The seed families (model.family != transformer) read dense inputs
+     * instead of tokens: x [B, input features] (images as [C, H, W]), and
+     * learn from labels [B], or soft [B, n_classes] target distributions;
+     * weights [B] scale each example's loss (NULL = 1). T is 1. */
+    const moe_real *x;
+    const moe_real *soft;
+    const moe_real *weights;
 } moe_batch;
 
 /* Forward of a batch: *task_loss = the LM cross-entropy (targets) plus the

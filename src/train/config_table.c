@@ -6,7 +6,10 @@
 
 _Static_assert(sizeof(moe_pos_kind) == sizeof(int) && sizeof(moe_activation) == sizeof(int) &&
                    sizeof(moe_pool_kind) == sizeof(int) && sizeof(moe_task_kind) == sizeof(int) &&
-                   sizeof(moe_optim_kind) == sizeof(int),
+                   sizeof(moe_optim_kind) == sizeof(int) &&
+                   sizeof(moe_model_family) == sizeof(int) &&
+                   sizeof(moe_temp_schedule) == sizeof(int) && sizeof(moe_cnn_loss) == sizeof(int) &&
+                   sizeof(moe_deepmoe_arch) == sizeof(int) && sizeof(moe_gate_l1) == sizeof(int),
                "CFG_ENUM stores C enums as int");
 
 static const char *const pos_names[] = {"learned", "rope", "sinusoidal", NULL};
@@ -18,9 +21,15 @@ static const char *const routing_names[] = {"topk", "round_robin", NULL};
 static const char *const optim_names[] = {"sgd",     "adam",     "adamw",  "rmsprop",
                                           "adagrad", "adadelta", "adamax", NULL};
 static const char *const sched_names[] = {"constant", "linear", "cosine", "multistep", NULL};
-static const char *const source_names[] = {"bible-kjv", "file", "spam", NULL};
-static const char *const task_names[] = {"lm", "mlm", "classify", NULL};
-static const char *const metric_names[] = {"", "val_loss", NULL};
+static const char *const source_names[] = {"bible-kjv", "file", "spam", "fashion-mnist", "csv",
+                                           NULL};
+static const char *const task_names[] = {"lm", "mlm", "classify", "distribution", NULL};
+static const char *const metric_names[] = {"", "val_loss", "val_accuracy", NULL};
+static const char *const family_names[] = {"transformer", "cnn_moe", "deepmoe", "mlp_moe", NULL};
+static const char *const temp_names[] = {"constant", "linear", "cosine", NULL};
+static const char *const cnn_loss_names[] = {"readme", "code", NULL};
+static const char *const arch_names[] = {"vgg", "resnet", NULL};
+static const char *const l1_names[] = {"elementwise", "matrix", NULL};
 
 #define OFF(member) offsetof(moe_run_config, member)
 #define SIZE(member) sizeof(((moe_run_config *)0)->member)
@@ -48,6 +57,7 @@ const cfg_field cfg_fields[] = {
     STR("name", name, "bible-moe", NULL),
     STR("out_dir", out_dir, "runs", NULL),
 
+    ENUM("model.family", model.family, MOE_FAMILY_TRANSFORMER, family_names),
     INT("model.vocab_size", model.vocab_size, 256, 2, 1 << 24),
     INT("model.max_seq_len", model.max_seq_len, 256, 1, 1 << 20),
     INT("model.n_layer", model.n_layer, 4, 1, 1024),
@@ -87,12 +97,46 @@ const cfg_field cfg_fields[] = {
     FLT("model.moe.z_coef", model.moe.z_coef, 0, 0, BIG),
     FLT("model.moe.var_coef", model.moe.var_coef, 0, 0, BIG),
     FLT("model.moe.cv_coef", model.moe.cv_coef, 0, 0, BIG),
+    FLT("model.temperature_end", model.temperature_end, 1, 1e-6, 1e6),
+    ENUM("model.temperature_schedule", model.temperature_schedule, MOE_TEMP_CONSTANT, temp_names),
+
+    INT("model.input.channels", model.input.channels, 0, 0, 1 << 16),
+    INT("model.input.height", model.input.height, 0, 0, 1 << 16),
+    INT("model.input.width", model.input.width, 0, 0, 1 << 16),
+    INT("model.input.features", model.input.features, 0, 0, 1 << 30),
+
+    LIST("model.cnn.channels", model.cnn.channels, model.cnn.n_channels, 1, 1 << 16),
+    INT("model.cnn.expert_channels", model.cnn.expert_channels, 128, 1, 1 << 16),
+    INT("model.cnn.gate_hidden", model.cnn.gate_hidden, 256, 1, 1 << 16),
+    FLT("model.cnn.expert_dropout", model.cnn.expert_dropout, 0.5, 0, 0.99),
+    FLT("model.cnn.gate_dropout", model.cnn.gate_dropout, 0.2, 0, 0.99),
+    FLT("model.cnn.gate_noise", model.cnn.gate_noise, 0.1, 0, BIG),
+    ENUM("model.cnn.loss", model.cnn.loss, MOE_CNN_LOSS_README, cnn_loss_names),
+    FLT("model.cnn.diversity_weight", model.cnn.diversity_weight, 0.1, 0, BIG),
+    FLT("model.cnn.balance_weight", model.cnn.balance_weight, 0.5, 0, BIG),
+
+    ENUM("model.deepmoe.arch", model.deepmoe.arch, MOE_DEEPMOE_VGG, arch_names),
+    LIST("model.deepmoe.channels", model.deepmoe.channels, model.deepmoe.n_channels, 1, 1 << 16),
+    BOOL("model.deepmoe.wide", model.deepmoe.wide, 0),
+    BOOL("model.deepmoe.gated", model.deepmoe.gated, 1),
+    INT("model.deepmoe.emb_dim", model.deepmoe.emb_dim, 128, 1, 1 << 16),
+    FLT("model.deepmoe.lambda", model.deepmoe.lambda, 0.01, 0, BIG),
+    FLT("model.deepmoe.mu", model.deepmoe.mu, 1, 0, BIG),
+    ENUM("model.deepmoe.l1", model.deepmoe.l1, MOE_GATE_L1_ELEMENTWISE, l1_names),
+    INT("model.deepmoe.freeze_epochs", model.deepmoe.freeze_epochs, 0, 0, 1 << 20),
+    FLT("model.deepmoe.dropout", model.deepmoe.dropout, 0, 0, 0.99),
+
+    INT("model.mlp.hidden", model.mlp.hidden, 64, 1, 1 << 20),
+    FLT("model.mlp.param_div_weight", model.mlp.param_div_weight, 0, 0, BIG),
+    FLT("model.mlp.output_div_weight", model.mlp.output_div_weight, 0, 0, BIG),
+    FLT("model.mlp.js_weight", model.mlp.js_weight, 0, 0, BIG),
 
     ENUM("train.task", train.task, MOE_TASK_LM, task_names),
     FLT("train.mlm_prob", train.mlm_prob, 0.15, 0, 1),
     BOOL("train.mlm_all_mask", train.mlm_all_mask, 0),
     STR("train.init_from", train.init_from, "", NULL),
     INT("train.steps", train.steps, 600, 1, INT_MAX),
+    INT("train.epochs", train.epochs, 0, 0, 1 << 20),
     INT("train.batch_size", train.batch_size, 8, 1, 1 << 20),
     INT("train.seq_len", train.seq_len, 256, 1, 1 << 20),
     INT("train.grad_accum", train.grad_accum, 1, 1, 1 << 20),
@@ -131,6 +175,13 @@ const cfg_field cfg_fields[] = {
     STR("data.path", data.path, "", NULL),
     STR("data.tokenizer", data.tokenizer, "bytes", NULL),
     FLT("data.val_fraction", data.val_fraction, 0.05, 0, 0.9),
+    FLT("data.test_fraction", data.test_fraction, 0.2, 0, 0.9),
+    STR("data.label_column", data.label_column, "", NULL),
+    STR("data.prob_columns", data.prob_columns, "", NULL),
+    STR("data.weight_column", data.weight_column, "", NULL),
+    BOOL("data.normalize", data.normalize, 1),
+    INT("data.augment_pad", data.augment_pad, 0, 0, 64),
+    BOOL("data.augment_flip", data.augment_flip, 0),
 
     INT("obs.report_every", obs.report_every, 1, 0, INT_MAX),
     INT("obs.loss_window", obs.loss_window, 50, 2, 1 << 20),
@@ -141,6 +192,7 @@ const cfg_field cfg_fields[] = {
     INT("obs.imbalance_window", obs.imbalance_window, 20, 1, 1 << 20),
     INT("obs.probe_windows", obs.probe_windows, 4, 0, 1 << 16),
     INT("obs.probe_sample", obs.probe_sample, 256, 0, 1 << 16),
+    INT("obs.analysis_every", obs.analysis_every, 10, 0, INT_MAX),
 };
 const int cfg_n_fields = (int)(sizeof cfg_fields / sizeof cfg_fields[0]);
 
