@@ -81,7 +81,10 @@ static void check_model_with(const moe_model_config *cfg, int what) {
                           (what & LABELS) ? c.labels : NULL,
                           (what & PADDED) ? c.pad : NULL,
                           B,
-                          T};
+                          T,
+                          NULL,
+                          NULL,
+                          NULL};
     /* larger weights than the 0.02 init so every path carries signal */
     const moe_param_table *t = moe_model_table(c.m);
     moe_real *p = moe_model_params(c.m);

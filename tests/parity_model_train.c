@@ -181,7 +181,10 @@ static void run_variant(const char *name) {
                            labels ? labels + (size_t)s * B : NULL,
                            pad ? pad + at : NULL,
                            B,
-                           T};
+                           T,
+                           NULL,
+                           NULL,
+                           NULL};
         assert_int_equal(moe_model_forward_batch(m, &batch, 1, NULL, &arena, &ce, &aux), MOE_OK);
         assert_int_equal(moe_model_backward(m, &arena, 1.0f), MOE_OK);
         if (s == 0)

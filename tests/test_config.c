@@ -106,7 +106,7 @@ static void test_unknown_key_suggests(void **state) {
     moe_config_defaults(&c);
     EXPECT_ERROR(moe_config_from_json(&c, "{\"model\": {\"n_layers\": 3}}", "cfg.json"),
                  "config cfg.json", "unknown key \"model.n_layers\"",
-                 "did you mean \"model.n_layer\"?", "valid keys in \"model\": vocab_size",
+                 "did you mean \"model.n_layer\"?", "valid keys in \"model\": family, vocab_size",
                  "ffn_act");
     EXPECT_ERROR(moe_config_from_json(&c, "{\"model\": {\"top_k\": 3}}", "x"),
                  "did you mean \"model.moe.top_k\"?");

@@ -60,7 +60,7 @@ static outcome run(moe_model *m, int real, int T) {
         x[t] = t < real ? (int32_t)(17 * t + 3) % 256 : 0; /* padding id: anything */
         y[t] = t < real && t % 2 ? (int32_t)(31 * t + 7) % 256 : -1;
     }
-    moe_batch b = {x, y, &label, T > real ? pad : NULL, 1, T};
+    moe_batch b = {x, y, &label, T > real ? pad : NULL, 1, T, NULL, NULL, NULL};
     moe_arena arena;
     moe_arena_init(&arena);
     outcome o;
@@ -121,7 +121,7 @@ static void test_encoder_errors(void **state) {
     int32_t x[4] = {1, 2, 3, 4}, out[8], bad_label = 3;
     moe_arena arena;
     moe_arena_init(&arena);
-    moe_batch b = {x, NULL, &bad_label, NULL, 1, 4};
+    moe_batch b = {x, NULL, &bad_label, NULL, 1, 4, NULL, NULL, NULL};
     assert_int_equal(moe_model_forward_batch(m, &b, 0, NULL, &arena, NULL, NULL), MOE_ERR_INVALID);
     assert_non_null(strstr(moe_last_error(), "label 3"));
     moe_sampling g = {0, 0, 1};
@@ -136,7 +136,7 @@ static void test_encoder_errors(void **state) {
     for (size_t i = 0; i < 6; i++) assert_int_equal(moe_config_set(&c, sets[i]), MOE_OK);
     assert_int_equal(moe_model_create(&m, &c.model, 1), MOE_OK);
     uint8_t pad[4] = {1, 1, 0, 0};
-    moe_batch d = {x, NULL, NULL, pad, 1, 4};
+    moe_batch d = {x, NULL, NULL, pad, 1, 4, NULL, NULL, NULL};
     assert_int_equal(moe_model_forward_batch(m, &d, 0, NULL, &arena, NULL, NULL), MOE_ERR_INVALID);
     assert_non_null(strstr(moe_last_error(), "bidirectional"));
     moe_arena_free(&arena);

@@ -60,12 +60,12 @@ typedef enum moe_cnn_loss { MOE_CNN_LOSS_README, MOE_CNN_LOSS_CODE } moe_cnn_los
 typedef struct moe_cnn_config {
     int channels[MOE_MAX_STAGES]; /* shared extractor stage widths */
     int n_channels;
-    int expert_channels;  /* each expert's pointwise conv width */
-    int gate_hidden;      /* gating MLP hidden width */
-    float expert_dropout; /* after each expert's conv block (0.5) */
-    float gate_dropout;   /* in the gating MLP (0.2) */
-    float gate_noise;     /* std of the training noise on gate logits (0.1) */
-    moe_cnn_loss loss;    /* readme or code */
+    int expert_channels;    /* each expert's pointwise conv width */
+    int gate_hidden;        /* gating MLP hidden width */
+    float expert_dropout;   /* after each expert's conv block (0.5) */
+    float gate_dropout;     /* in the gating MLP (0.2) */
+    float gate_noise;       /* std of the training noise on gate logits (0.1) */
+    moe_cnn_loss loss;      /* readme or code */
     float diversity_weight; /* dw (0.1) */
     float balance_weight;   /* bw (0.5) */
 } moe_cnn_config;
@@ -103,10 +103,10 @@ typedef struct moe_deepmoe_config {
  * loss = soft-label CE (with row weights) + model.moe.cv_coef * (cv^2
  * importance + cv^2 load) + the diversity terms below. */
 typedef struct moe_mlp_moe_config {
-    int hidden;               /* expert hidden width */
-    float param_div_weight;   /* mean over expert pairs of cos^2 of flattened weights */
-    float output_div_weight;  /* mean |cos| between experts' batch-mean outputs */
-    float js_weight;          /* minus the mean pairwise JS divergence of those outputs */
+    int hidden;              /* expert hidden width */
+    float param_div_weight;  /* mean over expert pairs of cos^2 of flattened weights */
+    float output_div_weight; /* mean |cos| between experts' batch-mean outputs */
+    float js_weight;         /* minus the mean pairwise JS divergence of those outputs */
 } moe_mlp_moe_config;
 
 /* A transformer: decoder-only (causal, the default) or an encoder
@@ -115,18 +115,18 @@ typedef struct moe_mlp_moe_config {
  * choices are the decoder's. */
 typedef struct moe_model_config {
     moe_model_family family; /* transformer (the fields below) or a seed family */
-    int vocab_size;         /* V (256 for bytes) */
-    int max_seq_len;        /* longest context (learned positions table size) */
-    int n_layer;            /* transformer blocks */
-    int d_model;            /* D */
-    int n_head;             /* query heads; d_model % n_head == 0 */
-    int n_kv_head;          /* key/value heads (grouped-query); n_head % n_kv_head == 0 */
-    moe_pos_kind pos;       /* learned table or rotary */
-    float rope_theta;       /* rotary base */
-    moe_norm_kind norm;     /* norm kind for blocks and the final norm */
-    int bidirectional;      /* 0: token t sees 0..t (decoder); 1: every real token (encoder) */
-    int post_ln;            /* 1: norm after each residual add (BERT, seed 003); 0: pre-norm */
-    int n_classes;          /* > 0: a classifier head over the pooled sequence */
+    int vocab_size;          /* V (256 for bytes) */
+    int max_seq_len;         /* longest context (learned positions table size) */
+    int n_layer;             /* transformer blocks */
+    int d_model;             /* D */
+    int n_head;              /* query heads; d_model % n_head == 0 */
+    int n_kv_head;           /* key/value heads (grouped-query); n_head % n_kv_head == 0 */
+    moe_pos_kind pos;        /* learned table or rotary */
+    float rope_theta;        /* rotary base */
+    moe_norm_kind norm;      /* norm kind for blocks and the final norm */
+    int bidirectional;       /* 0: token t sees 0..t (decoder); 1: every real token (encoder) */
+    int post_ln;             /* 1: norm after each residual add (BERT, seed 003); 0: pre-norm */
+    int n_classes;           /* > 0: a classifier head over the pooled sequence */
     moe_pool_kind pool;     /* classifier input: the first ([CLS]) token or the mean of real ones */
     float norm_eps;         /* norm epsilon */
     int tied_embeddings;    /* lm head = token embedding^T */
@@ -139,10 +139,10 @@ typedef struct moe_model_config {
                                families' E, k, temperature, noise and cv_coef */
     float temperature_end;  /* router temperature at the end of training */
     moe_temp_schedule temperature_schedule;
-    moe_input_config input;   /* seed families */
-    moe_cnn_config cnn;       /* family cnn_moe */
+    moe_input_config input;     /* seed families */
+    moe_cnn_config cnn;         /* family cnn_moe */
     moe_deepmoe_config deepmoe; /* family deepmoe */
-    moe_mlp_moe_config mlp;   /* family mlp_moe */
+    moe_mlp_moe_config mlp;     /* family mlp_moe */
 } moe_model_config;
 
 typedef enum moe_optim_kind {
@@ -224,21 +224,21 @@ typedef struct moe_train_config {
 } moe_train_config;
 
 typedef struct moe_data_config {
-    char source[32];     /* "bible-kjv" (Debian package), "file", "spam" (mails),
-                            "fashion-mnist" (Debian's idx files) or "csv" (a table) */
-    char path[512];      /* text file (file), spam corpus folder, Fashion-MNIST folder
-                            (optional) or the CSV file */
-    char tokenizer[512]; /* encoder tasks: "bytes", "gpt2" or a tokenizer file */
-    float val_fraction;  /* tail of the text held out for validation; images and tables:
-                            share of the training examples held out (stratified) */
-    float test_fraction; /* tables: share held out as the test split (stratified) */
-    char label_column[64];   /* tables: the class column (name or 0-based index; "" = last) */
-    char prob_columns[512];  /* tables: comma-separated probability columns (soft labels),
-                                names or indices, or a range "a:b"; "" = hard labels */
-    char weight_column[64];  /* tables: a per-row weight column, or "" */
-    int normalize;       /* images and tables: standardise with the training split's mean/std */
-    int augment_pad;     /* images: random crop after padding by this many pixels (0 = off) */
-    int augment_flip;    /* images: random horizontal flip */
+    char source[32];        /* "bible-kjv" (Debian package), "file", "spam" (mails),
+                               "fashion-mnist" (Debian's idx files) or "csv" (a table) */
+    char path[512];         /* text file (file), spam corpus folder, Fashion-MNIST folder
+                               (optional) or the CSV file */
+    char tokenizer[512];    /* encoder tasks: "bytes", "gpt2" or a tokenizer file */
+    float val_fraction;     /* tail of the text held out for validation; images and tables:
+                               share of the training examples held out (stratified) */
+    float test_fraction;    /* tables: share held out as the test split (stratified) */
+    char label_column[64];  /* tables: the class column (name or 0-based index; "" = last) */
+    char prob_columns[512]; /* tables: comma-separated probability columns (soft labels),
+                               names or indices, or a range "a:b"; "" = hard labels */
+    char weight_column[64]; /* tables: a per-row weight column, or "" */
+    int normalize;          /* images and tables: standardise with the training split's mean/std */
+    int augment_pad;        /* images: random crop after padding by this many pixels (0 = off) */
+    int augment_flip;       /* images: random horizontal flip */
 } moe_data_config;
 
 /* Monitoring: alert thresholds, routing probes, report refreshes

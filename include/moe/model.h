@@ -1,5 +1,7 @@
-/* A decoder-only (MoE) transformer built from a moe_model_config: training
- * forward/backward over [B, T] token batches, and generation with a KV cache.
+/* A model built from a moe_model_config: the (MoE) transformer, decoder or
+ * encoder (training forward/backward over [B, T] token batches, generation
+ * with a KV cache), or one of the seed systems' families (model.family:
+ * cnn_moe, deepmoe, mlp_moe) over dense inputs (moe_batch.x).
  * Parameters and gradients are single allocations described by a named
  * parameter table; activations come from the caller's arena. */
 #ifndef MOE_MODEL_H
@@ -87,6 +89,30 @@ int moe_model_moe_layers(const moe_model *m);
 const moe_layer_stats *moe_model_layer_stats(const moe_model *m, int i);
 /* Transformer layer index of MoE layer i. */
 int moe_model_moe_layer_index(const moe_model *m, int i);
+
+/* The family's name ("transformer", "cnn_moe", "deepmoe", "mlp_moe"). */
+const char *moe_model_family_name(const moe_model *m);
+/* Per-epoch settings the trainer applies before a step: the annealed router
+ * (gate) temperature (<= 0 leaves it) and seed 001's frozen-embedding phase. */
+void moe_model_set_phase(moe_model *m, float temperature, int freeze_embedding);
+/* Tensor i of the table is a buffer (batch-norm running statistics):
+ * checkpointed but not a parameter. */
+int moe_model_tensor_is_buffer(const moe_model *m, int tensor);
+/* The optimizer must leave tensor i unchanged now (buffers, frozen parts). */
+int moe_model_optimizer_skips(const moe_model *m, int tensor);
+/* The unweighted auxiliary terms of the last forward (names and values
+ * stay valid until the next forward); returns their count. */
+int moe_model_loss_parts(const moe_model *m, const char *const **names, const double **values);
+/* Mixtures of expert classifiers (cnn_moe, mlp_moe), last forward: each
+ * expert's own class scores [E, B, C] (logits, or log-probabilities for
+ * mlp_moe) and the gate weights [B, E]; returns E, or 0 for other families. */
+int moe_model_expert_outputs(const moe_model *m, const moe_real **expert_scores,
+                             const moe_real **gates);
+/* Channel-gated networks (deepmoe), last forward: returns the number of
+ * gated convs; for gated conv l, its gates [B, C_l], C_l and the forward
+ * FLOPs per example one output channel costs. 0 for other families. */
+int moe_model_channel_gates(const moe_model *m, int l, const moe_real **g, int *C,
+                            double *flops_per_channel);
 
 /* Sampling for generation. temperature 0 = greedy. */
 typedef struct moe_sampling {

@@ -130,7 +130,7 @@ int cmd_route(int argc, char **argv) {
     if (rc == 0 && n > mc->max_seq_len) n = mc->max_seq_len; /* the model's context */
     moe_arena arena;
     moe_arena_init(&arena);
-    moe_batch b = {ids, NULL, NULL, NULL, 1, n};
+    moe_batch b = {ids, NULL, NULL, NULL, 1, n, NULL, NULL, NULL};
     moe_status st = MOE_OK;
     if (rc == 0 && (st = moe_model_forward_batch(m, &b, 0, NULL, &arena, NULL, NULL)) != MOE_OK)
         rc = cli_fail("route", "forward failed", st);

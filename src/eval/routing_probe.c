@@ -88,7 +88,7 @@ static moe_status probe_topics(moe_model *m, const moe_corpus *c, const moe_topi
         int32_t *xl = x + (size_t)l * windows * T;
         for (int w = 0; w < windows; w++)
             moe_topics_window(c, tp, l, w, windows, T, xl + (size_t)w * T);
-        subs[l] = (probe_subset){tp->name[l], {xl, NULL, NULL, NULL, windows, T}};
+        subs[l] = (probe_subset){tp->name[l], {xl, NULL, NULL, NULL, windows, T, NULL, NULL, NULL}};
     }
     moe_status st = probe_subsets(m, "topic", subs, tp->n, arena, root);
     free(x);
@@ -100,7 +100,7 @@ static moe_status probe_topics(moe_model *m, const moe_corpus *c, const moe_topi
 static moe_status probe_row(moe_model *m, const int32_t *x, int n, char *const *strings,
                             moe_arena *arena, cJSON *root) {
     moe_arena_reset(arena);
-    moe_batch b = {x, NULL, NULL, NULL, 1, n};
+    moe_batch b = {x, NULL, NULL, NULL, 1, n, NULL, NULL, NULL};
     moe_status st = moe_model_forward_batch(m, &b, 0, NULL, arena, NULL, NULL);
     if (st != MOE_OK) return st;
     cJSON *s = cJSON_AddObjectToObject(root, "sample");
@@ -239,7 +239,8 @@ moe_status moe_routing_probe_text(moe_model *m, const moe_text_data *d, const mo
         size_t at = (size_t)n * per_group * T;
         int B = group_rows(d, g, per_group, T, x + at, pad + at);
         if (B > 0)
-            subs[n++] = (probe_subset){d->group_name[g], {x + at, NULL, NULL, pad + at, B, T}};
+            subs[n++] = (probe_subset){d->group_name[g],
+                                       {x + at, NULL, NULL, pad + at, B, T, NULL, NULL, NULL}};
     }
     if (st == MOE_OK && n > 0) st = probe_subsets(m, "class", subs, n, arena, root);
     int max = moe_model_config_of(m)->max_seq_len;

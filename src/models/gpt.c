@@ -67,7 +67,7 @@ static moe_status check_config(const moe_model_config *c) {
 }
 
 /* Registers every tensor; fills idx[] in the order bind() reads them. */
-static moe_status build_table(moe_model *m) {
+static moe_status build_table(gpt_model *m) {
     const moe_model_config *c = &m->cfg;
     const moe_layer_config *e = &c->moe;
     int D = c->d_model, hd = gpt_head_dim(c), F = c->d_ff;
@@ -121,12 +121,12 @@ static moe_status build_table(moe_model *m) {
 }
 
 /* Pointer to a named tensor inside base, or NULL when not registered. */
-static moe_real *at(const moe_model *m, moe_real *base, const char *name) {
+static moe_real *at(const gpt_model *m, moe_real *base, const char *name) {
     int i = moe_params_find(&m->table, name);
     return i < 0 ? NULL : base + m->table.tensors[i].offset;
 }
 
-static void bind(const moe_model *m, gpt_w *w, moe_real *base) {
+static void bind(const gpt_model *m, gpt_w *w, moe_real *base) {
     const moe_model_config *c = &m->cfg;
     char n[MOE_MAX_NAME];
     w->wte = at(m, base, "model.embed_tokens.weight");
@@ -167,7 +167,7 @@ static void bind(const moe_model *m, gpt_w *w, moe_real *base) {
 
 /* GPT-2 initialisation: N(0, 0.02) for matrices, residual projections
  * (o_proj, w2) scaled by 1/sqrt(2L), norms 1, biases 0. */
-static void init_weights(moe_model *m, uint64_t seed) {
+static void init_weights(gpt_model *m, uint64_t seed) {
     moe_rng rng;
     moe_rng_seed(&rng, seed);
     const float std = 0.02f, resid_std = 0.02f / sqrtf(2.0f * (float)m->cfg.n_layer);
@@ -190,11 +190,11 @@ static void init_weights(moe_model *m, uint64_t seed) {
     }
 }
 
-moe_status moe_model_create(moe_model **out, const moe_model_config *cfg, uint64_t seed) {
+moe_status gpt_create(gpt_model **out, const moe_model_config *cfg, uint64_t seed) {
     *out = NULL;
     moe_status st = check_config(cfg);
     if (st != MOE_OK) return st;
-    moe_model *m = calloc(1, sizeof *m);
+    gpt_model *m = calloc(1, sizeof *m);
     if (!m) return moe_error(MOE_ERR_NOMEM, "model: out of memory");
     m->cfg = *cfg;
     m->cfg.moe.d_model = cfg->d_model;
@@ -230,11 +230,11 @@ moe_status moe_model_create(moe_model **out, const moe_model_config *cfg, uint64
 nomem:
     st = moe_error(MOE_ERR_NOMEM, "model: cannot allocate parameters");
 fail:
-    moe_model_free(m);
+    gpt_free(m);
     return st;
 }
 
-void moe_model_free(moe_model *m) {
+void gpt_free(gpt_model *m) {
     if (!m) return;
     moe_params_free(&m->table);
     free(m->params);
@@ -247,43 +247,28 @@ void moe_model_free(moe_model *m) {
     free(m);
 }
 
-const moe_model_config *moe_model_config_of(const moe_model *m) {
-    return &m->cfg;
-}
-const moe_param_table *moe_model_table(const moe_model *m) {
-    return &m->table;
-}
-moe_real *moe_model_params(moe_model *m) {
-    return m->params;
-}
-moe_real *moe_model_grads(moe_model *m) {
-    return m->grads;
-}
-void moe_model_zero_grads(moe_model *m) {
-    memset(m->grads, 0, m->table.total * sizeof(moe_real));
-}
-const moe_real *moe_model_logits(const moe_model *m) {
+const moe_real *gpt_logits(const gpt_model *m) {
     return m->logits;
 }
-int moe_model_moe_layers(const moe_model *m) {
+int gpt_moe_layers(const gpt_model *m) {
     return m->n_moe;
 }
-const moe_layer_stats *moe_model_layer_stats(const moe_model *m, int i) {
+const moe_layer_stats *gpt_layer_stats(const gpt_model *m, int i) {
     return (i >= 0 && i < m->n_moe && m->acts) ? m->acts[m->moe_block[i]].stats : NULL;
 }
-int moe_model_moe_layer_index(const moe_model *m, int i) {
+int gpt_moe_layer_index(const gpt_model *m, int i) {
     return m->moe_block[i];
 }
 
-size_t moe_model_param_count(const moe_model *m) {
+size_t gpt_param_count(const gpt_model *m) {
     size_t n = 0;
     for (int i = 0; i < m->table.count; i++) n += m->table.tensors[i].numel;
     return n;
 }
 
-size_t moe_model_active_param_count(const moe_model *m) {
+size_t gpt_active_param_count(const gpt_model *m) {
     const moe_layer_config *e = &m->cfg.moe;
-    size_t n = moe_model_param_count(m);
+    size_t n = gpt_param_count(m);
     if (m->n_moe == 0 || e->n_experts <= e->top_k) return n;
     size_t per_expert = (size_t)e->d_ff * e->d_model * (e->act == MOE_ACT_SWIGLU ? 3 : 2);
     if (e->expert_bias)
@@ -291,17 +276,17 @@ size_t moe_model_active_param_count(const moe_model *m) {
     return n - (size_t)m->n_moe * (size_t)(e->n_experts - e->top_k) * per_expert;
 }
 
-static double flops_per_token(const moe_model *m, int T, int experts_per_token);
+static double flops_per_token(const gpt_model *m, int T, int experts_per_token);
 
-double moe_model_train_flops_per_token(const moe_model *m, int T) {
+double gpt_train_flops_per_token(const gpt_model *m, int T) {
     return flops_per_token(m, T, m->cfg.moe.top_k);
 }
 
-double moe_model_all_experts_flops_per_token(const moe_model *m, int T) {
+double gpt_all_experts_flops_per_token(const gpt_model *m, int T) {
     return flops_per_token(m, T, m->cfg.moe.n_experts);
 }
 
-static double flops_per_token(const moe_model *m, int T, int experts_per_token) {
+static double flops_per_token(const gpt_model *m, int T, int experts_per_token) {
     const moe_model_config *c = &m->cfg;
     const moe_layer_config *e = &c->moe;
     double D = c->d_model, fwd = 0;

@@ -8,7 +8,7 @@
 
 /* Backward of block l's FFN: dffn [N, D] -> dffn_in [N, D] (written). A
  * padded batch's MoE layer saw only the real rows (block_ffn_forward). */
-static moe_status block_ffn_backward(moe_model *m, int l, moe_real *dffn_in, const moe_real *dffn,
+static moe_status block_ffn_backward(gpt_model *m, int l, moe_real *dffn_in, const moe_real *dffn,
                                      float scale, moe_arena *arena) {
     const moe_model_config *c = &m->cfg;
     const gpt_block_w *w = &m->w.blocks[l];
@@ -34,7 +34,7 @@ static moe_status block_ffn_backward(moe_model *m, int l, moe_real *dffn_in, con
 /* dx [N, D]: gradient w.r.t. the block output on entry, w.r.t. its input on
  * return (in place). The path of block_forward in reverse, for pre- and
  * post-norm blocks. */
-static moe_status block_backward(moe_model *m, int l, moe_real *dx, float scale, moe_arena *arena) {
+static moe_status block_backward(gpt_model *m, int l, moe_real *dx, float scale, moe_arena *arena) {
     const moe_model_config *c = &m->cfg;
     const gpt_block_w *w = &m->w.blocks[l];
     gpt_block_w *g = &m->g.blocks[l];
@@ -108,7 +108,7 @@ static moe_status block_backward(moe_model *m, int l, moe_real *dx, float scale,
 }
 
 /* d(loss)/d(final norm output) [N, D] from the LM and classifier heads. */
-static moe_status heads_backward(moe_model *m, moe_real *dlnf, float scale, moe_arena *arena) {
+static moe_status heads_backward(gpt_model *m, moe_real *dlnf, float scale, moe_arena *arena) {
     const moe_model_config *c = &m->cfg;
     int N = m->B * m->T, D = c->d_model, V = c->vocab_size;
     memset(dlnf, 0, (size_t)N * D * sizeof *dlnf);
@@ -133,7 +133,7 @@ static moe_status heads_backward(moe_model *m, moe_real *dlnf, float scale, moe_
     return MOE_OK;
 }
 
-moe_status moe_model_backward(moe_model *m, moe_arena *arena, float scale) {
+moe_status gpt_backward(gpt_model *m, moe_arena *arena, float scale) {
     const moe_model_config *c = &m->cfg;
     if (!m->acts || (!m->probs && !m->cls_probs))
         return moe_error(MOE_ERR_INVALID,

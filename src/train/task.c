@@ -86,14 +86,15 @@ static void mask_rows(train_task *t, int B, moe_rng *rng) {
 /* The batch for B rows of the buffers, as the task needs it. */
 static void set_batch(train_task *t, int B) {
     int mlm = t->kind == MOE_TASK_MLM;
-    t->batch = (moe_batch){t->x, mlm ? t->y : NULL, mlm ? NULL : t->labels, t->pad, B, t->T};
+    t->batch = (moe_batch){
+        t->x, mlm ? t->y : NULL, mlm ? NULL : t->labels, t->pad, B, t->T, NULL, NULL, NULL};
 }
 
 const moe_batch *task_train_batch(train_task *t, moe_rng *rng) {
     int B = t->B, T = t->T;
     if (t->kind == MOE_TASK_LM) {
         moe_corpus_train_batch(&t->corpus, B, T, rng, t->x, t->y);
-        t->batch = (moe_batch){t->x, t->y, NULL, NULL, B, T};
+        t->batch = (moe_batch){t->x, t->y, NULL, NULL, B, T, NULL, NULL, NULL};
         t->real_tokens = (long)B * T;
         return &t->batch;
     }
