@@ -42,7 +42,9 @@ struct moe_layer_cache {
     moe_layer_stats *stats;
 };
 
-/* router.c: logits, scores, top-k and weights into c (clean .. weights). */
+/* router.c: logits, scores, top-k and weights into c (clean .. weights).
+ * The noise is drawn from rng unless the caller set c->eps [T, E] before the
+ * call (a family that must replay given noise); the layer never does. */
 moe_status moe_router_forward(moe_layer_cache *c, const moe_layer_config *cfg,
                               const moe_layer_params *p, const moe_real *x, int T, int training,
                               moe_rng *rng, moe_arena *arena);

@@ -88,13 +88,17 @@ moe_status moe_router_forward(moe_layer_cache *c, const moe_layer_config *cfg,
     gemm(0, 1, T, E, D, (moe_real)inv_temp, x, D, p->gate, D, 0, c->clean, E);
     c->logits = c->clean;
     if (c->noisy) {
+        /* eps preset by the caller fixes the noise (mlp_moe's parity test);
+         * the layer's cache starts zeroed, so the layer always draws it */
+        const int draw = c->eps == NULL;
         c->noise_raw = ALLOC(TE, moe_real);
         c->noise_std = ALLOC(TE, moe_real);
-        c->eps = ALLOC(TE, moe_real);
+        if (draw) c->eps = ALLOC(TE, moe_real);
         c->logits = ALLOC(TE, moe_real);
         if (!c->noise_raw || !c->noise_std || !c->eps || !c->logits) return MOE_ERR_NOMEM;
         gemm(0, 1, T, E, D, 1, x, D, p->noise, D, 0, c->noise_raw, E);
-        for (size_t i = 0; i < TE; i++) c->eps[i] = (moe_real)moe_rng_normal(rng);
+        if (draw)
+            for (size_t i = 0; i < TE; i++) c->eps[i] = (moe_real)moe_rng_normal(rng);
 #pragma omp parallel for schedule(static)
         for (size_t i = 0; i < TE; i++) {
             double sd = (softplus(c->noise_raw[i]) + 0.01) * inv_temp;
