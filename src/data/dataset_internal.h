@@ -33,12 +33,12 @@ moe_status fashion_mnist_load(dataset_full *f, const char *dir);
 moe_status csv_table_load(dataset_full *f, const moe_data_config *cfg);
 void dataset_full_free(dataset_full *f);
 
-/* A set's arrays for n examples of dim numbers (soft, weights when asked),
- * zeroed; an error names `what`. */
+/* A set's arrays for n examples of dim numbers (soft, weights when asked);
+ * an empty set still gets one-row arrays. */
 moe_status dataset_alloc(moe_dataset *d, int n, int dim, int n_classes, int with_soft,
                          int with_weights);
 void dataset_clear(moe_dataset *d);
-/* NULL-terminated or counted list of strings */
+/* n malloc'd strings (NULL entries allowed) and the array */
 void names_free(char **names, int n);
 
 /* --- Split: which[i] = 0 train, 1 val, 2 test for each example, per class
