@@ -12,7 +12,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 pkgs=(build-essential cmake pkg-config libopenblas-openmp-dev libcjson-dev libmicrohttpd-dev
-      libpcre2-dev libgmime-3.0-dev clang-format cppcheck libcmocka-dev bible-kjv)
+      libpcre2-dev libgmime-3.0-dev zlib1g-dev libcsv-dev clang-format cppcheck libcmocka-dev
+      bible-kjv dataset-fashion-mnist)
 if [ "${1:-}" = "--with-torch" ]; then
   pkgs+=(python3-torch python3-numpy python3-sklearn prometheus chromium)
 fi

@@ -12,6 +12,7 @@
 #include "moe/mail.h"
 #include "moe/tokenizer.h"
 #include "moe/text_data.h"
+#include "moe/dataset.h"
 #include "moe/safetensors.h"
 #include "moe/checkpoint.h"
 #include "moe/obs.h"
