@@ -215,6 +215,8 @@ typedef struct moe_train_config {
     int checkpoint_every;       /* steps between checkpoints, 0 = only at the end */
     char early_stop_metric[32]; /* "val_loss", "val_accuracy" or "" (off) */
     int patience;               /* evaluations without improvement before stopping */
+    int restore_best;           /* end with the best evaluation's weights (the test split and
+                                   the last checkpoint use them) */
     float min_delta;            /* smallest improvement that counts */
     unsigned long long seed;
     int threads;       /* 0 = all cores */

@@ -87,8 +87,10 @@ const moe_real *moe_model_logits(const moe_model *m);
 /* Routing of the last forward: number of MoE layers and each one's stats. */
 int moe_model_moe_layers(const moe_model *m);
 const moe_layer_stats *moe_model_layer_stats(const moe_model *m, int i);
-/* Transformer layer index of MoE layer i. */
+/* Transformer layer index of MoE layer i (i for the other families). */
 int moe_model_moe_layer_index(const moe_model *m, int i);
+/* Table index of MoE layer i's router weight, or -1. */
+int moe_model_router_tensor(const moe_model *m, int i);
 
 /* The family's name ("transformer", "cnn_moe", "deepmoe", "mlp_moe"). */
 const char *moe_model_family_name(const moe_model *m);

@@ -60,7 +60,9 @@ typedef struct moe_train_result {
     char run_dir[512];      /* where everything was written */
     long steps;             /* optimizer steps done in total */
     double final_val_loss;  /* last evaluation */
-    double best_val_loss;   /* best evaluation */
+    double best_val_loss;   /* validation loss of the best evaluation (by the early-stopping
+                               metric; NAN when a resumed run saw none) */
+    long best_step;         /* its step (-1: none); train.restore_best ends with its weights */
     double tokens_per_s;    /* throughput of this process */
     char stop_reason[32];   /* "completed", "early_stop", "time_budget", "interrupted" */
     char sample[2048];      /* text generated from train.sample_prompt at the end */
@@ -103,6 +105,15 @@ moe_status moe_routing_probe_text(moe_model *m, const struct moe_text_data *d,
  * get generate_ms_per_token (greedy decoding with the KV cache). */
 moe_status moe_evaluate(const moe_run_config *cfg, moe_model *m, int large_batch, int n_seq,
                         char **json);
+
+/* 95% percentile-bootstrap intervals of a seed-family classifier's
+ * accuracy, macro-F1 and mean cross-entropy on the test split (test_split
+ * != 0) or the validation split of cfg's data: the model answers once, and
+ * `resamples` resamples of the examples (with replacement, from seed)
+ * rescore those answers. *json (malloc'd): {"accuracy": {"value",
+ * "bootstrap_mean", "ci95_low", "ci95_high"}, "macro_f1": ..., "loss": ...}. */
+moe_status moe_bootstrap(const moe_run_config *cfg, moe_model *m, int test_split, int resamples,
+                         uint64_t seed, char **json);
 
 /* Load balance of one forward's routing: coefficient of variation of the
  * pairs per expert, and busiest / mean. */

@@ -21,7 +21,9 @@ static void help(void) {
         "confusion matrix for classifiers) and cost (parameters total and active,\n"
         "FLOPs per token active and with every expert, their ratio, latency per\n"
         "token p50/p90/p99 at batch 1, tokens/s at batch 1 and a large batch, and\n"
-        "decoding ms/token for language models).\n\n"
+        "decoding ms/token for language models). The seed families (images, tables)\n"
+        "report per example: FLOPs active and dense-equivalent, latency, examples/s,\n"
+        "and the test split's expert analysis or gate sparsity.\n\n"
         "  --checkpoint DIR   e.g. runs/<run>/checkpoints/latest\n"
         "  --batches N        language models: validation batches (default: train.eval_batches)\n"
         "  --large-batch N    the large batch for throughput (default 64)\n"
@@ -55,6 +57,18 @@ static moe_status write_prometheus(const char *path, const cJSON *o) {
         {"tokens_per_s_large_batch", "tokens_per_second_large_batch",
          "Forward throughput at the large batch.", 1},
         {"generate_ms_per_token", "generate_seconds_per_token", "Greedy decoding latency.", 1e-3},
+        {"flops_per_example_active", "model_forward_flops_per_example",
+         "Forward FLOPs per example (seed families).", 1},
+        {"flops_per_example_dense", "model_dense_forward_flops_per_example",
+         "Forward FLOPs per example with every expert (seed families).", 1},
+        {"latency_ms_per_example_p50", "latency_seconds_per_example_p50",
+         "Batch-1 forward latency per example, median.", 1e-3},
+        {"latency_ms_per_example_p99", "latency_seconds_per_example_p99",
+         "Batch-1 forward latency per example, 99th percentile.", 1e-3},
+        {"examples_per_s_batch1", "examples_per_second_batch1", "Forward throughput at batch 1.",
+         1},
+        {"examples_per_s_large_batch", "examples_per_second_large_batch",
+         "Forward throughput at the large batch.", 1},
     };
     moe_registry *reg = NULL;
     moe_status st = moe_registry_create(&reg, "moe");
@@ -128,7 +142,7 @@ int cmd_eval(int argc, char **argv) {
     cJSON *o = cJSON_Parse(quality);
     free(quality);
     cJSON_AddStringToObject(o, "checkpoint", ckpt);
-    add_cost(o, m, cfg.train.seq_len);
+    if (cfg.model.family == MOE_FAMILY_TRANSFORMER) add_cost(o, m, cfg.train.seq_len);
     if (cfg.train.task == MOE_TASK_LM) {
         cJSON *v = cJSON_GetObjectItem(o, "val_loss");
         if (v) cJSON_AddNumberToObject(o, "val_bits_per_byte", v->valuedouble / log(2.0));

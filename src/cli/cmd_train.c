@@ -125,10 +125,15 @@ int cmd_train(int argc, char **argv) {
         if (r.run_dir[0]) fprintf(stderr, "run directory: %s\n", r.run_dir);
         return 1;
     }
-    printf("run: %s\nsteps: %ld (%s)\nval loss: %.4f  perplexity: %.3f  (best %.4f)\n"
-           "train tokens/s: %.0f\n",
-           r.run_dir, r.steps, r.stop_reason, r.final_val_loss, exp(r.final_val_loss),
-           r.best_val_loss, r.tokens_per_s);
+    if (cfg.model.family == MOE_FAMILY_TRANSFORMER)
+        printf("run: %s\nsteps: %ld (%s)\nval loss: %.4f  perplexity: %.3f  (best %.4f)\n"
+               "train tokens/s: %.0f\n",
+               r.run_dir, r.steps, r.stop_reason, r.final_val_loss, exp(r.final_val_loss),
+               r.best_val_loss, r.tokens_per_s);
+    else /* images and table rows: one example is one "token" */
+        printf("run: %s\nsteps: %ld (%s)\nval loss: %.4f  (best %.4f)\ntrain examples/s: %.0f\n",
+               r.run_dir, r.steps, r.stop_reason, r.final_val_loss, r.best_val_loss,
+               r.tokens_per_s);
     if (!isnan(r.test_macro_f1))
         printf("test accuracy: %.4f  macro-F1: %.4f (results.json has the confusion matrix)\n",
                r.test_accuracy, r.test_macro_f1);

@@ -15,7 +15,9 @@ static void usage(FILE *fp) {
                 "  report     an HTML report of a run directory (charts; opens offline)\n"
                 "  route      which experts each token of a text goes to (JSON)\n"
                 "  tokenizer  train a BPE tokenizer; encode and decode text (also GPT-2's)\n"
-                "  data       a data set as libmoe reads it (JSON): 'moe data spam'\n\n"
+                "  data       a data set as libmoe reads it (JSON): 'moe data spam'\n"
+                "  search     train a grid of configs and rank them by a validation metric\n"
+                "  bootstrap  95%% intervals of a classifier's test metrics by resampling\n\n"
                 "'moe <command> --help' describes each one.\n");
 }
 
@@ -41,6 +43,8 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "data")) return cmd_data(argc - 1, argv + 1);
     if (!strcmp(cmd, "tokenizer")) return cmd_tokenizer(argc - 1, argv + 1);
     if (!strcmp(cmd, "route")) return cmd_route(argc - 1, argv + 1);
+    if (!strcmp(cmd, "search")) return cmd_search(argc - 1, argv + 1);
+    if (!strcmp(cmd, "bootstrap")) return cmd_bootstrap(argc - 1, argv + 1);
     fprintf(stderr, "moe: unknown command '%s'\n\n", cmd);
     usage(stderr);
     return 2;

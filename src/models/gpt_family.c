@@ -3,6 +3,8 @@
 #include "models/family.h"
 #include "models/gpt_internal.h"
 
+#include <stdio.h>
+
 static moe_status create(void **impl, const moe_model_config *cfg, uint64_t seed) {
     gpt_model *m = NULL;
     moe_status st = gpt_create(&m, cfg, seed);
@@ -46,6 +48,13 @@ static int n_moe_layers(const void *impl) {
 static const moe_layer_stats *layer_stats(const void *impl, int i) {
     return gpt_layer_stats(impl, i);
 }
+static int router_tensor(const void *impl, int i) {
+    const gpt_model *m = impl;
+    char name[MOE_MAX_NAME];
+    snprintf(name, sizeof name, "model.layers.%d.block_sparse_moe.gate.weight",
+             gpt_moe_layer_index(m, i));
+    return moe_params_find(&m->table, name);
+}
 /* The annealed router temperature reaches every MoE layer. */
 static void set_phase(void *impl, const family_phase *ph) {
     gpt_model *m = impl;
@@ -67,5 +76,6 @@ const model_family family_transformer = {
     .class_logits = class_logits,
     .n_moe_layers = n_moe_layers,
     .layer_stats = layer_stats,
+    .router_tensor = router_tensor,
     .set_phase = set_phase,
 };

@@ -262,6 +262,11 @@ static void set_phase(void *impl, const family_phase *ph) {
         m->rcfg.temperature = ph->temperature;
 }
 
+static int router_tensor(const void *impl, int i) {
+    const mlp_moe *m = impl;
+    return i == 0 ? moe_params_find(&m->table, "gate.weight") : -1;
+}
+
 static int loss_parts(const void *impl, const char *const **names, const double **values) {
     static const char *const part_names[MLP_N_PARTS] = {"cv", "param_div", "output_div", "js"};
     const mlp_moe *m = impl;
@@ -275,9 +280,8 @@ static int loss_parts(const void *impl, const char *const **names, const double 
 static int expert_outputs(const void *impl, const moe_real **expert_scores,
                           const moe_real **gates) {
     const mlp_moe *m = impl;
-    if (!m->last) return 0;
-    *expert_scores = m->last->logy;
-    *gates = m->last->gates;
+    *expert_scores = m->last ? m->last->logy : NULL;
+    *gates = m->last ? m->last->gates : NULL;
     return m->E;
 }
 
@@ -296,6 +300,7 @@ const model_family family_mlp_moe = {
     .class_logits = class_logits,
     .n_moe_layers = n_moe_layers,
     .layer_stats = layer_stats,
+    .router_tensor = router_tensor,
     .set_phase = set_phase,
     .optimizer_skips = NULL,
     .loss_parts = loss_parts,

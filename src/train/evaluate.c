@@ -8,6 +8,7 @@
 
 #include <cjson/cJSON.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -28,6 +29,7 @@ static void add_num(cJSON *o, const char *k, double v) {
 /* B validation rows (row i0.. of the split, wrapping) into the task's
  * buffers as an inference batch (no targets, no labels). */
 static moe_batch val_rows(train_task *t, size_t i0, int B) {
+    if (t->dense) return dense_val_rows(t, (int)(i0 % (size_t)t->ds.val.n), B);
     if (t->kind == MOE_TASK_LM) {
         moe_corpus_val_batch(&t->corpus, B, t->T, (int)(i0 % 64), 64, t->x, t->y);
         return (moe_batch){t->x, NULL, NULL, NULL, B, t->T, NULL, NULL, NULL};
@@ -47,7 +49,8 @@ static long real_tokens(const moe_batch *b) {
 
 /* Latency per token at batch 1 over n_seq sequences, and throughput at
  * batch B_big (the task's buffers hold train.batch_size rows, so the large
- * batch is timed as repeated forwards of that size). */
+ * batch is timed as repeated forwards of that size). Dense tasks (images,
+ * table rows) count examples instead of tokens. */
 static moe_status time_inference(train_task *t, moe_model *m, moe_arena *arena, int n_seq,
                                  cJSON *o) {
     moe_latency lat;
@@ -71,14 +74,20 @@ static moe_status time_inference(train_task *t, moe_model *m, moe_arena *arena, 
     if (st == MOE_OK) st = moe_latency_summarize(&lat, &sum);
     moe_latency_free(&lat);
     if (st != MOE_OK) return st;
-    add_num(o, "latency_ms_per_token_p50", sum.p50 * 1e3);
-    add_num(o, "latency_ms_per_token_p90", sum.p90 * 1e3);
-    add_num(o, "latency_ms_per_token_p99", sum.p99 * 1e3);
-    add_num(o, "tokens_per_s_batch1", tokens1 / time1);
+    const char *unit = t->dense ? "example" : "token";
+    char key[64];
+    const double pct[3] = {sum.p50, sum.p90, sum.p99};
+    const char *pname[3] = {"p50", "p90", "p99"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(key, sizeof key, "latency_ms_per_%s_%s", unit, pname[i]);
+        add_num(o, key, pct[i] * 1e3);
+    }
+    snprintf(key, sizeof key, "%ss_per_s_batch1", unit);
+    add_num(o, key, tokens1 / time1);
     long tokensB = 0;
     double timeB = 0;
     for (int i = 0; i < 4 && st == MOE_OK; i++) {
-        moe_batch b = val_rows(t, (size_t)i * (size_t)t->B, t->B);
+        moe_batch b = val_rows(t, (size_t)i * (size_t)t->B, t->dense ? t->dense_B : t->B);
         moe_arena_reset(arena);
         double t0 = now_s();
         st = moe_model_forward_batch(m, &b, 0, NULL, arena, NULL, NULL);
@@ -87,7 +96,8 @@ static moe_status time_inference(train_task *t, moe_model *m, moe_arena *arena, 
         tokensB += real_tokens(&b);
     }
     cJSON_AddNumberToObject(o, "large_batch", t->B);
-    add_num(o, "tokens_per_s_large_batch", tokensB / timeB);
+    snprintf(key, sizeof key, "%ss_per_s_large_batch", unit);
+    add_num(o, key, tokensB / timeB);
     return st;
 }
 
@@ -106,6 +116,22 @@ static moe_status decode_latency(train_task *t, moe_model *m, cJSON *o) {
     return st;
 }
 
+/* Seed families: FLOPs per example and the test split's analyses. */
+static void add_dense(const train_task *t, const moe_model *m, cJSON *o) {
+    add_num(o, "params", (double)moe_model_param_count(m));
+    add_num(o, "active_params", (double)moe_model_active_param_count(m));
+    double active = moe_model_train_flops_per_token(m, 1) / 3;
+    double dense = moe_model_all_experts_flops_per_token(m, 1) / 3;
+    add_num(o, "flops_per_example_active", active);
+    add_num(o, "flops_per_example_dense", dense);
+    add_num(o, "flops_active_over_dense", dense > 0 ? active / dense : NAN);
+    if (t->analysis.n_experts > 0)
+        cJSON_AddItemToObject(o, "test_expert_analysis",
+                              moe_expert_analysis_json(&t->analysis, t->class_names));
+    if (t->gates.n_layers > 0)
+        cJSON_AddItemToObject(o, "test_gate_sparsity", moe_gate_sparsity_json(&t->gates));
+}
+
 moe_status moe_evaluate(const moe_run_config *cfg, moe_model *m, int large_batch, int n_seq,
                         char **json) {
     *json = NULL;
@@ -121,20 +147,20 @@ moe_status moe_evaluate(const moe_run_config *cfg, moe_model *m, int large_batch
     if (st == MOE_OK) st = task_evaluate(&t, m, &arena, &val);
     if (st == MOE_OK) st = task_test(&t, m, &arena, &test);
     if (st == MOE_OK) {
-        static const char *const task_names[] = {"lm", "mlm", "classify"};
+        static const char *const task_names[] = {"lm", "mlm", "classify", "distribution"};
         cJSON_AddStringToObject(o, "task", task_names[t.kind]);
+        cJSON_AddStringToObject(o, "family", moe_model_family_name(m));
         add_num(o, "val_loss", val.loss);
         if (t.kind == MOE_TASK_LM) add_num(o, "val_ppl", exp(val.loss));
         if (t.kind == MOE_TASK_MLM) add_num(o, "val_masked_accuracy", val.accuracy);
-        if (t.kind == MOE_TASK_CLASSIFY) {
+        if (t.class_names) {
             add_num(o, "val_accuracy", val.accuracy);
             add_num(o, "val_macro_f1", val.macro_f1);
-            const char *names[MOE_TEXT_MAX_CLASSES];
-            for (int k = 0; k < t.text.n_classes; k++) names[k] = t.text.class_name[k];
             cJSON *rep = NULL;
-            st = moe_classify_report_json(&t.test, names, &rep);
+            st = moe_classify_report_json(&t.test, t.class_names, &rep);
             if (st == MOE_OK) cJSON_AddItemToObject(o, "test", rep);
         }
+        if (t.dense) add_dense(&t, m, o);
     }
     if (st == MOE_OK) st = time_inference(&t, m, &arena, n_seq, o);
     if (st == MOE_OK && t.kind == MOE_TASK_LM) st = decode_latency(&t, m, o);

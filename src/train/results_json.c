@@ -1,7 +1,6 @@
 /* results.json of a training run, built with cJSON. */
 #include "train/results_json.h"
 
-#include "moe/text_data.h"
 #include "train/run_dir.h"
 
 #include <cjson/cJSON.h>
@@ -19,7 +18,7 @@ static void add_num(cJSON *o, const char *k, double v) {
 moe_status metrics_write_results(const char *run_dir, const moe_run_config *cfg,
                                  const moe_train_result *r, const moe_train_progress *p,
                                  const moe_model *m, const moe_confusion *test,
-                                 const char (*class_names)[32]) {
+                                 const char *const *class_names, cJSON *extra) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "name", cfg->name);
     cJSON_AddStringToObject(o, "stop_reason", r->stop_reason);
@@ -34,20 +33,28 @@ moe_status metrics_write_results(const char *run_dir, const moe_run_config *cfg,
     cJSON_AddNumberToObject(o, "params", (double)moe_model_param_count(m));
     cJSON_AddNumberToObject(o, "active_params", (double)moe_model_active_param_count(m));
     add_num(o, "train_flops_per_token", moe_model_train_flops_per_token(m, cfg->train.seq_len));
+    if (cfg->model.family != MOE_FAMILY_TRANSFORMER) {
+        cJSON_AddStringToObject(o, "family", moe_model_family_name(m));
+        add_num(o, "flops_per_example_active", moe_model_train_flops_per_token(m, 1) / 3);
+        add_num(o, "flops_per_example_dense", moe_model_all_experts_flops_per_token(m, 1) / 3);
+    }
     cJSON_AddStringToObject(o, "sample", r->sample);
     add_num(o, "final_val_accuracy", p->val_accuracy);
     add_num(o, "final_val_macro_f1", p->val_macro_f1);
     if (test && test->n_classes > 0) {
-        const char *names[MOE_TEXT_MAX_CLASSES];
-        for (int c = 0; c < test->n_classes && c < MOE_TEXT_MAX_CLASSES; c++)
-            names[c] = class_names[c];
         cJSON *rep = NULL;
-        moe_status st = moe_classify_report_json(test, names, &rep);
+        moe_status st = moe_classify_report_json(test, class_names, &rep);
         if (st != MOE_OK) {
             cJSON_Delete(o);
             return st;
         }
         cJSON_AddItemToObject(o, "test", rep);
+    }
+    cJSON *item = extra ? extra->child : NULL;
+    while (item) { /* moved over, so extra is empty afterwards */
+        cJSON *next = item->next;
+        cJSON_AddItemToObject(o, item->string, cJSON_DetachItemViaPointer(extra, item));
+        item = next;
     }
     char *s = cJSON_Print(o);
     cJSON_Delete(o);

@@ -7,12 +7,15 @@
 
 #include <stdio.h>
 
+struct cJSON;
+
 /* results.json: the outcome, sizes and costs of the run. */
 /* test: the classifier's test-split confusion (NULL for other tasks),
- * class_names its labels. */
+ * class_names its labels; extra's members (the seed families' analyses),
+ * when given, are moved into the object. */
 moe_status metrics_write_results(const char *run_dir, const moe_run_config *cfg,
                                  const moe_train_result *r, const moe_train_progress *p,
                                  const moe_model *m, const moe_confusion *test,
-                                 const char (*class_names)[32]);
+                                 const char *const *class_names, struct cJSON *extra);
 
 #endif

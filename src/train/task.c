@@ -48,10 +48,21 @@ moe_status task_init(train_task *t, moe_run_config *cfg) {
     if (!t->x || !t->y || !t->labels || !t->pad)
         return moe_error(MOE_ERR_NOMEM, "train: out of memory");
     if (t->kind == MOE_TASK_LM) return moe_corpus_load(&t->corpus, &cfg->data, t->T);
-    return init_text(t, cfg);
+    moe_status st =
+        cfg->model.family != MOE_FAMILY_TRANSFORMER ? dense_init(t, cfg) : init_text(t, cfg);
+    if (st != MOE_OK) return st;
+    if (t->dense) {
+        t->class_names = (const char *const *)t->ds.class_names;
+    } else if (t->kind == MOE_TASK_CLASSIFY) {
+        for (int c = 0; c < t->text.n_classes && c < MOE_TEXT_MAX_CLASSES; c++)
+            t->text_names[c] = t->text.class_name[c];
+        t->class_names = t->text_names;
+    }
+    return MOE_OK;
 }
 
 void task_free(train_task *t) {
+    if (t->dense) dense_free(t);
     moe_corpus_free(&t->corpus);
     moe_text_data_free(&t->text);
     moe_mail_corpus_free(&t->mail);
@@ -91,6 +102,7 @@ static void set_batch(train_task *t, int B) {
 }
 
 const moe_batch *task_train_batch(train_task *t, moe_rng *rng) {
+    if (t->dense) return dense_train_batch(t, rng);
     int B = t->B, T = t->T;
     if (t->kind == MOE_TASK_LM) {
         moe_corpus_train_batch(&t->corpus, B, T, rng, t->x, t->y);
@@ -163,8 +175,11 @@ static moe_status eval_split(train_task *t, int split, moe_model *m, moe_arena *
 
 static moe_status eval_classify(train_task *t, int split, moe_model *m, moe_arena *arena,
                                 moe_confusion *cm, task_eval *out) {
-    moe_status st = moe_confusion_init(cm, t->text.n_classes);
-    if (st == MOE_OK) st = eval_split(t, split, m, arena, cm, out);
+    int C = moe_model_config_of(m)->n_classes;
+    moe_status st = moe_confusion_init(cm, C);
+    if (st == MOE_OK)
+        st = t->dense ? dense_evaluate(t, split == MOE_TEXT_TEST ? 2 : 1, m, arena, cm, out)
+                      : eval_split(t, split, m, arena, cm, out);
     moe_classify_scores sc;
     if (st == MOE_OK && (st = moe_classify_report(cm, &sc)) == MOE_OK) {
         out->macro_f1 = sc.macro_f1;
@@ -188,14 +203,19 @@ moe_status task_evaluate(train_task *t, moe_model *m, moe_arena *arena, task_eva
 
 moe_status task_test(train_task *t, moe_model *m, moe_arena *arena, task_eval *out) {
     out->loss = out->accuracy = out->macro_f1 = NAN;
-    if (t->kind != MOE_TASK_CLASSIFY) return MOE_OK;
+    if (t->kind != MOE_TASK_CLASSIFY && t->kind != MOE_TASK_DISTRIBUTION) return MOE_OK;
     moe_confusion_free(&t->test);
     return eval_classify(t, MOE_TEXT_TEST, m, arena, &t->test, out);
 }
 
 double task_epoch(const train_task *t, long long examples) {
+    if (t->dense) return (double)examples / (double)t->ds.train.n;
     if (t->kind == MOE_TASK_LM)
         return (double)examples * t->T / (double)(t->corpus.n_train ? t->corpus.n_train : 1);
     size_t n = t->text.split[MOE_TEXT_TRAIN].n;
     return (double)examples / (double)(n ? n : 1);
+}
+
+int task_steps_per_epoch(const train_task *t) {
+    return t->dense ? t->steps_per_epoch : 0;
 }

@@ -51,6 +51,8 @@ static const family families[] = {
       "Norm of the router weight gradient of the last step."),
     F(alerts, "alerts_total", MOE_METRIC_COUNTER, "alert", "Alerts raised, per kind."),
     F(alert_active, "alert_active", MOE_METRIC_GAUGE, "alert", "Conditions firing now, per kind."),
+    F(loss_term, "loss_term", MOE_METRIC_GAUGE, "term",
+      "Each auxiliary term of a seed family's loss, unweighted."),
     F(val_loss, "val_loss", MOE_METRIC_GAUGE, NULL, "Mean validation cross-entropy."),
     F(val_ppl, "val_perplexity", MOE_METRIC_GAUGE, NULL, "exp(val_loss)."),
     F(val_acc, "val_accuracy", MOE_METRIC_GAUGE, NULL,
@@ -156,6 +158,13 @@ void train_metrics_step(train_metrics *tm, const moe_train_progress *p, const st
     for (int i = 0; i < tm->n_layers; i++) {
         const moe_layer_stats *s = moe_model_layer_stats(m, i);
         if (s) layer_step(tm, i, s, &sm->balance[i], sm->router_grad[i]);
+    }
+    const char *const *names;
+    const double *values;
+    int n = moe_model_loss_parts(m, &names, &values);
+    for (int i = 0; i < n; i++) {
+        const char *lt[] = {names[i]};
+        moe_metric_set(tm->loss_term, lt, values[i]);
     }
 }
 

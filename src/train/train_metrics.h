@@ -16,7 +16,7 @@ typedef struct train_metrics {
     moe_metric *step, *epoch, *loss, *ce, *aux, *grad_norm, *lr, *temperature, *loss_var;
     moe_metric *tok_s, *ex_s, *rss, *arena, *tokens, *step_seconds;
     moe_metric *fraction, *pairs, *cv, *max_mean, *dropped, *entropy, *aux_loss, *router_grad;
-    moe_metric *alerts, *alert_active, *val_loss, *val_ppl, *val_acc, *val_f1;
+    moe_metric *alerts, *alert_active, *val_loss, *val_ppl, *val_acc, *val_f1, *loss_term;
 } train_metrics;
 
 /* Declares every family in reg. */

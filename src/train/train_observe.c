@@ -24,6 +24,9 @@ static moe_status write_model_info(const train_observer *o, const moe_model *m) 
     cJSON *j = cJSON_CreateObject();
     if (!j) return moe_error(MOE_ERR_NOMEM, "model_info.json: out of memory");
     cJSON_AddStringToObject(j, "name", c->name);
+    cJSON_AddStringToObject(j, "family", moe_model_family_name(m));
+    /* the seed families count per example (an image, a table row) */
+    cJSON_AddStringToObject(j, "unit", o->task->dense ? "example" : "token");
     cJSON_AddNumberToObject(j, "params", (double)moe_model_param_count(m));
     cJSON_AddNumberToObject(j, "active_params", (double)moe_model_active_param_count(m));
     cJSON_AddNumberToObject(j, "flops_per_token_active", moe_model_train_flops_per_token(m, T) / 3);
@@ -57,11 +60,8 @@ static moe_status find_router_weights(train_observer *o, const moe_model *m) {
     if (!o->gate_at || !o->router_grad || !o->share || !o->balance)
         return moe_error(MOE_ERR_NOMEM, "train: out of memory");
     for (int i = 0; i < o->n_layers; i++) {
-        char name[MOE_MAX_NAME];
-        snprintf(name, sizeof name, "model.layers.%d.block_sparse_moe.gate.weight",
-                 moe_model_moe_layer_index(m, i));
-        int k = moe_params_find(t, name);
-        if (k < 0) return moe_error(MOE_ERR_INVALID, "train: no router weight %s", name);
+        int k = moe_model_router_tensor(m, i);
+        if (k < 0) return moe_error(MOE_ERR_INVALID, "train: MoE layer %d has no router weight", i);
         o->gate_at[i] = (long)t->tensors[k].offset;
         o->gate_numel = t->tensors[k].numel;
     }
@@ -222,13 +222,92 @@ static moe_status probe(train_observer *o, moe_model *m, moe_arena *arena, long 
                                   oc->probe_sample, arena, step, json);
 }
 
+/* The dense task's analyses of the split it evaluated last, as one object:
+ * {"expert_analysis": {...}, "gate_sparsity": {...}} (either may be absent);
+ * NULL when there are none. */
+static cJSON *task_analysis(const train_observer *o) {
+    const train_task *t = o->task;
+    if (!t->dense || (t->analysis.n_experts == 0 && t->gates.n_layers == 0)) return NULL;
+    cJSON *j = cJSON_CreateObject();
+    if (!j) return NULL;
+    if (t->analysis.n_experts > 0)
+        cJSON_AddItemToObject(j, "expert_analysis",
+                              moe_expert_analysis_json(&t->analysis, t->class_names));
+    if (t->gates.n_layers > 0)
+        cJSON_AddItemToObject(j, "gate_sparsity", moe_gate_sparsity_json(&t->gates));
+    return j;
+}
+
+/* analysis.jsonl: one line per analysis (every obs.analysis_every epochs or
+ * steps, and the final evaluation), with the step, epoch and split. */
+static moe_status write_analysis(train_observer *o, const moe_train_progress *p, int final,
+                                 const char *split) {
+    const moe_run_config *c = o->cfg;
+    long every = c->obs.analysis_every;
+    long at = c->train.epochs > 0 ? (long)floor(p->epoch + 1e-9) : p->step;
+    int due = final || (every > 0 && at > 0 && at % every == 0 && at != o->last_analysis);
+    cJSON *j = due ? task_analysis(o) : NULL;
+    if (!j) return MOE_OK;
+    o->last_analysis = at;
+    cJSON_AddNumberToObject(j, "step", (double)p->step);
+    cJSON_AddNumberToObject(j, "epoch", p->epoch);
+    cJSON_AddStringToObject(j, "split", split);
+    char *line = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    if (!line) return moe_error(MOE_ERR_NOMEM, "analysis.jsonl: out of memory");
+    char *path = fs_printf("%s/analysis.jsonl", o->run_dir);
+    FILE *f = path ? fopen(path, "a") : NULL;
+    int ok = f && fprintf(f, "%s\n", line) > 0;
+    ok = f && fclose(f) == 0 && ok;
+    moe_status st =
+        ok ? MOE_OK : moe_error(MOE_ERR_IO, "cannot append to %s (disk full?)", path ? path : "");
+    free(path);
+    free(line);
+    return st;
+}
+
+/* routing.json of a dense task with experts: {"step", "distribution":
+ * {"experts": [[each expert's probability of the example's class]],
+ * "labels": [class names]}} for the first validation examples. */
+static moe_status write_distribution(train_observer *o, long step) {
+    const train_task *t = o->task;
+    int E = t->analysis.n_experts;
+    if (E == 0 || t->probe_n == 0) return MOE_OK;
+    cJSON *j = cJSON_CreateObject();
+    cJSON *d = cJSON_AddObjectToObject(j, "distribution");
+    cJSON *rows = cJSON_AddArrayToObject(d, "experts"),
+          *labels = cJSON_AddArrayToObject(d, "labels");
+    for (int i = 0; labels && i < t->probe_n; i++) {
+        cJSON *row = cJSON_CreateFloatArray(t->probe + (size_t)i * E, E);
+        cJSON_AddItemToArray(rows, row);
+        int y = t->probe_label[i];
+        cJSON_AddItemToArray(labels, t->class_names ? cJSON_CreateString(t->class_names[y])
+                                                    : cJSON_CreateNumber(y));
+    }
+    cJSON_AddNumberToObject(j, "step", (double)step);
+    char *s = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    if (!s) return moe_error(MOE_ERR_NOMEM, "routing.json: out of memory");
+    moe_status st = run_dir_write_text(o->run_dir, "routing.json", s);
+    free(s);
+    return st;
+}
+
+cJSON *observer_test_analysis(train_observer *o, const moe_train_progress *p) {
+    if (!o->task->dense) return NULL;
+    write_analysis(o, p, 1, "test"); /* best effort: results.json carries it anyway */
+    return task_analysis(o);
+}
+
 moe_status observer_eval(train_observer *o, const moe_train_progress *p, moe_model *m,
                          moe_arena *arena, int final) {
     train_metrics_eval(&o->tm, p->val_loss, p->val_accuracy, p->val_macro_f1);
     moe_status st = moe_registry_write_jsonl(o->reg, o->log, "eval", p->step, now_s() - o->t0);
     if (st != MOE_OK) return st;
+    if ((st = write_analysis(o, p, final, "val")) != MOE_OK) return st;
+    if (o->task->dense && (st = write_distribution(o, p->step)) != MOE_OK) return st;
     const moe_obs_config *oc = &o->cfg->obs;
-    if (o->n_layers > 0) {
+    if (o->n_layers > 0 && !o->task->dense) {
         char *json = NULL;
         st = probe(o, m, arena, p->step, &json);
         if (st == MOE_OK) st = run_dir_write_text(o->run_dir, "routing.json", json);

@@ -10,6 +10,8 @@
 
 #include <stdio.h>
 
+struct cJSON;
+
 typedef struct train_observer {
     const moe_run_config *cfg;
     const moe_train_opts *opts;
@@ -29,8 +31,9 @@ typedef struct train_observer {
     layer_balance *balance; /* [L] the last step's load per layer */
     int evals;              /* evaluations done by this process */
     long alerts_raised;
-    double t0;      /* process start (monotonic seconds) */
-    int report_off; /* a refresh failed: no more tries this run */
+    double t0;          /* process start (monotonic seconds) */
+    int report_off;     /* a refresh failed: no more tries this run */
+    long last_analysis; /* epoch (or step) of the last analysis.jsonl line */
     char report_error[512];
 } train_observer;
 
@@ -52,6 +55,10 @@ void observer_nonfinite(train_observer *o, long step, double loss, double grad_n
  * writes the last report after results.json). */
 moe_status observer_eval(train_observer *o, const moe_train_progress *p, moe_model *m,
                          moe_arena *arena, int final);
+/* Dense tasks, after the test split: its expert analysis / gate sparsity
+ * (an analysis.jsonl line, and the object returned for results.json;
+ * NULL when the model has neither). */
+struct cJSON *observer_test_analysis(train_observer *o, const moe_train_progress *p);
 /* Rewrites report.html; after a failure (plotly.js missing, say) it stops
  * trying and keeps the reason in report_error. */
 void observer_refresh_report(train_observer *o);

@@ -9,6 +9,8 @@
 #include "train/task.h"
 #include "train/train_observe.h"
 
+#include <cjson/cJSON.h>
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,6 +38,14 @@ typedef struct trainer {
     task_eval last_eval;   /* its accuracy, F1 (encoder tasks) */
     long long real_tokens; /* unpadded tokens trained on by this process */
     long step_real_tokens; /* ... in the last step */
+    /* the schedule in steps (train.epochs > 0 counts these in epochs) */
+    int steps_per_epoch; /* dense tasks; 0 otherwise */
+    long steps, eval_every, checkpoint_every;
+    moe_sched_config sched;
+    float temperature;    /* the router temperature of the current step */
+    moe_real *frozen;     /* copies of what the optimizer must not move, [table total] */
+    double best_val_loss; /* validation loss at the best evaluation (by this process) */
+    long best_step;       /* its step; -1 before any */
 } trainer;
 
 static double now_s(void) {
@@ -67,6 +77,62 @@ static moe_status save_step_checkpoint(trainer *tr) {
     return MOE_OK;
 }
 
+/* With train.epochs, the epoch-counted fields become steps. */
+static void schedule_in_steps(trainer *tr) {
+    const moe_train_config *t = &tr->cfg->train;
+    int spe = task_steps_per_epoch(&tr->task);
+    tr->steps_per_epoch = spe;
+    tr->steps = t->steps;
+    tr->eval_every = t->eval_every;
+    tr->checkpoint_every = t->checkpoint_every;
+    tr->sched = t->sched;
+    if (t->epochs <= 0 || spe <= 0) return;
+    tr->steps = (long)t->epochs * spe;
+    tr->eval_every = (long)(t->eval_every > 0 ? t->eval_every : 1) * spe;
+    tr->checkpoint_every = (long)t->checkpoint_every * spe;
+    for (int i = 0; i < tr->sched.n_milestones; i++) tr->sched.milestones[i] *= spe;
+}
+
+/* The router temperature and training phase of the step about to run:
+ * per epoch with train.epochs (as the seed systems anneal), else per step. */
+static void set_phase(trainer *tr) {
+    const moe_run_config *c = tr->cfg;
+    long t = tr->st.step, n = tr->steps;
+    if (c->train.epochs > 0 && tr->steps_per_epoch > 0) {
+        t /= tr->steps_per_epoch;
+        n = c->train.epochs;
+    }
+    double Ti = c->model.moe.temperature, Tf = c->model.temperature_end,
+           frac = n > 0 ? (double)t / n : 0;
+    double T = Ti;
+    if (c->model.temperature_schedule == MOE_TEMP_LINEAR) T = Ti - (Ti - Tf) * frac;
+    if (c->model.temperature_schedule == MOE_TEMP_COSINE)
+        T = Tf + 0.5 * (Ti - Tf) * (1 + cos(M_PI * frac));
+    int freeze = c->model.family == MOE_FAMILY_DEEPMOE && c->model.deepmoe.freeze_epochs > 0 &&
+                 c->train.epochs > 0 && t >= c->train.epochs - c->model.deepmoe.freeze_epochs;
+    tr->temperature = (float)T;
+    moe_model_set_phase(tr->model, tr->temperature, freeze);
+}
+
+/* The optimizer step, leaving buffers and frozen tensors as they were. */
+static void optimizer_step(trainer *tr, float lr) {
+    const moe_param_table *tab = moe_model_table(tr->model);
+    moe_real *p = moe_model_params(tr->model);
+    int any = 0;
+    for (int i = 0; i < tab->count; i++) {
+        if (!moe_model_optimizer_skips(tr->model, i)) continue;
+        const moe_tensor_info *ti = &tab->tensors[i];
+        memcpy(tr->frozen + ti->offset, p + ti->offset, ti->numel * sizeof *p);
+        any = 1;
+    }
+    moe_optim_step(&tr->opt, p, moe_model_grads(tr->model), lr);
+    for (int i = 0; any && i < tab->count; i++) {
+        if (!moe_model_optimizer_skips(tr->model, i)) continue;
+        const moe_tensor_info *ti = &tab->tensors[i];
+        memcpy(p + ti->offset, tr->frozen + ti->offset, ti->numel * sizeof *p);
+    }
+}
+
 static moe_status setup(trainer *tr) {
     const moe_run_config *cfg = tr->cfg;
     const moe_train_config *t = &cfg->train;
@@ -75,8 +141,11 @@ static moe_status setup(trainer *tr) {
     if (t->threads > 0) moe_set_threads(t->threads);
     st = task_init(&tr->task, &tr->run_cfg);
     if (st != MOE_OK) return st;
+    schedule_in_steps(tr);
     st = moe_model_create(&tr->model, &cfg->model, t->seed);
     if (st != MOE_OK) return st;
+    tr->frozen = malloc(moe_model_table(tr->model)->total * sizeof *tr->frozen);
+    if (!tr->frozen) return moe_error(MOE_ERR_NOMEM, "train: out of memory");
     if (t->init_from[0] && !tr->opts->resume_dir) {
         st = train_init_from(t->init_from, tr->model);
         if (st != MOE_OK) return st;
@@ -91,13 +160,20 @@ static moe_status setup(trainer *tr) {
     moe_rng_seed(&tr->st.data_rng, t->seed);
     tr->last_good_step = -1;
     tr->last_val = NAN;
+    tr->best_val_loss = NAN;
+    tr->best_step = -1;
 
     if (tr->opts->resume_dir) {
         st = moe_checkpoint_load(tr->opts->resume_dir, moe_model_table(tr->model),
                                  moe_model_params(tr->model), &tr->opt, &tr->st);
         if (st != MOE_OK) return st;
         tr->last_good_step = tr->st.step;
+        /* a resumed run's best so far is in its best checkpoint */
+        if (isfinite(tr->st.best_metric)) tr->best_step = tr->st.step;
+        if (strcmp(t->early_stop_metric, "val_accuracy") != 0)
+            tr->best_val_loss = tr->st.best_metric;
     }
+    tr->task.next_step = tr->st.step; /* dense tasks replay the epoch order from here */
     if (tr->opts->run_dir) {
         snprintf(tr->run_dir, sizeof tr->run_dir, "%s", tr->opts->run_dir);
     } else {
@@ -120,6 +196,7 @@ static moe_status setup(trainer *tr) {
 
 static void teardown(trainer *tr) {
     free(tr->run_config_json);
+    free(tr->frozen);
     observer_free(&tr->obs);
     moe_model_free(tr->model);
     moe_optim_free(&tr->opt);
@@ -147,8 +224,8 @@ static moe_status numeric_failure(trainer *tr, double loss, double grad_norm) {
 /* One optimizer step over grad_accum micro-batches. */
 static moe_status train_step(trainer *tr, moe_train_progress *p) {
     const moe_train_config *t = &tr->cfg->train;
-    int B = t->batch_size, T = t->seq_len;
     moe_model_zero_grads(tr->model);
+    set_phase(tr);
     tr->step_real_tokens = 0;
     double ce_sum = 0, aux_sum = 0;
     for (int micro = 0; micro < t->grad_accum; micro++) {
@@ -169,10 +246,12 @@ static moe_status train_step(trainer *tr, moe_train_progress *p) {
     size_t n = moe_model_table(tr->model)->total;
     double norm = moe_grad_clip(moe_model_grads(tr->model), n, t->grad_clip);
     if (!isfinite(norm)) return numeric_failure(tr, 0, norm);
-    float lr = moe_sched_lr(&t->sched, t->optim.lr, tr->st.step, t->steps);
-    moe_optim_step(&tr->opt, moe_model_params(tr->model), moe_model_grads(tr->model), lr);
+    float lr = moe_sched_lr(&tr->sched, t->optim.lr, tr->st.step, tr->steps);
+    optimizer_step(tr, lr);
     tr->st.step++;
-    tr->st.tokens_seen += (long long)B * T * t->grad_accum;
+    /* sequences x seq_len; a dense task's example counts as one token */
+    tr->st.tokens_seen += tr->task.dense ? tr->step_real_tokens
+                                         : (long long)t->batch_size * t->seq_len * t->grad_accum;
     tr->real_tokens += tr->step_real_tokens;
     p->ce = ce_sum / t->grad_accum;
     p->aux = aux_sum / t->grad_accum;
@@ -185,16 +264,19 @@ static moe_status train_step(trainer *tr, moe_train_progress *p) {
 static void fill_timing(trainer *tr, moe_train_progress *p) {
     const moe_train_config *t = &tr->cfg->train;
     p->step = tr->st.step;
-    p->total_steps = t->steps;
-    p->epoch = task_epoch(&tr->task, tr->st.tokens_seen / t->seq_len);
+    p->total_steps = tr->steps;
+    p->epoch = task_epoch(&tr->task,
+                          tr->task.dense ? tr->st.tokens_seen : tr->st.tokens_seen / t->seq_len);
     p->elapsed_s = now_s() - tr->t0;
     long done = tr->st.step - tr->first_step;
     /* throughput of the steps alone (evaluation and checkpoints excluded),
      * in real tokens: padding of encoder batches is not work done */
     p->tokens_per_s = tr->step_time > 0 ? (double)tr->real_tokens / tr->step_time : 0;
-    p->examples_per_s =
-        tr->step_time > 0 ? (double)done * t->batch_size * t->grad_accum / tr->step_time : 0;
-    p->eta_s = done > 0 ? p->elapsed_s / (double)done * (double)(t->steps - tr->st.step) : 0;
+    p->examples_per_s = tr->step_time <= 0 ? 0
+                        : tr->task.dense
+                            ? (double)tr->real_tokens / tr->step_time
+                            : (double)done * t->batch_size * t->grad_accum / tr->step_time;
+    p->eta_s = done > 0 ? p->elapsed_s / (double)done * (double)(tr->steps - tr->st.step) : 0;
     if (t->max_seconds > 0 && p->eta_s > t->max_seconds - p->elapsed_s)
         p->eta_s = fmax(0, t->max_seconds - p->elapsed_s);
 }
@@ -205,7 +287,9 @@ static moe_status evaluate(trainer *tr, moe_train_progress *p, int final, int *s
     task_eval ev;
     moe_status st = task_evaluate(&tr->task, tr->model, &tr->arena, &ev);
     if (st != MOE_OK) return st;
-    double val = ev.loss;
+    /* the early-stopping score: lower is better */
+    int by_acc = strcmp(t->early_stop_metric, "val_accuracy") == 0;
+    double val = ev.loss, score = by_acc ? -ev.accuracy : ev.loss;
     tr->last_eval = ev;
     p->val_accuracy = ev.accuracy;
     p->val_macro_f1 = ev.macro_f1;
@@ -217,15 +301,16 @@ static moe_status evaluate(trainer *tr, moe_train_progress *p, int final, int *s
     if (st != MOE_OK) return st;
     if (tr->opts->progress) tr->opts->progress(p, tr->opts->user);
     p->is_eval = 0;
-    if (tr->st.best_metric - val > t->min_delta || !isfinite(tr->st.best_metric)) {
-        tr->st.best_metric = val;
+    if (tr->st.best_metric - score > t->min_delta || !isfinite(tr->st.best_metric)) {
+        tr->st.best_metric = score;
+        tr->best_val_loss = val;
+        tr->best_step = tr->st.step;
         tr->st.bad_evals = 0;
         st = save_checkpoint(tr, "best");
         if (st != MOE_OK) return st;
     } else {
         tr->st.bad_evals++;
-        if (strcmp(t->early_stop_metric, "val_loss") == 0 && tr->st.bad_evals >= t->patience)
-            *stop = 1;
+        if (t->early_stop_metric[0] && tr->st.bad_evals >= t->patience) *stop = 1;
     }
     return MOE_OK;
 }
@@ -271,12 +356,12 @@ moe_status moe_train_run(const moe_run_config *cfg, const moe_train_opts *opts,
     memset(&p, 0, sizeof p);
     const char *reason = "completed";
     int stop = 0, evaluated_now = 0;
-    if (tr.st.step == 0 && t->eval_every > 0) { /* baseline: the untrained model */
+    if (tr.st.step == 0 && tr.eval_every > 0) { /* baseline: the untrained model */
         fill_timing(&tr, &p);
         st = evaluate(&tr, &p, 0, &stop);
         if (st != MOE_OK) goto out;
     }
-    while (tr.st.step < t->steps && !stop) {
+    while (tr.st.step < tr.steps && !stop) {
         if (opts->stop && *opts->stop) {
             reason = "interrupted";
             break;
@@ -291,24 +376,24 @@ moe_status moe_train_run(const moe_run_config *cfg, const moe_train_opts *opts,
         double dt = now_s() - s0;
         tr.step_time += dt;
         fill_timing(&tr, &p);
-        int log = tr.st.step % t->log_every == 0 || tr.st.step == t->steps;
+        int log = tr.st.step % t->log_every == 0 || tr.st.step == tr.steps;
         step_measure sm = {.seconds = dt,
                            .epoch = p.epoch,
                            .examples_per_s = p.examples_per_s,
-                           .temperature = cfg->model.moe.temperature,
+                           .temperature = tr.temperature,
                            .tokens = tr.step_real_tokens,
                            .arena_bytes = tr.arena.high_water};
         st = observer_step(&tr.obs, &p, &sm, tr.model, log);
         if (st != MOE_OK) goto out;
         if (log && opts->progress) opts->progress(&p, opts->user);
         evaluated_now = 0;
-        if (t->eval_every > 0 && tr.st.step % t->eval_every == 0 && tr.st.step < t->steps) {
+        if (tr.eval_every > 0 && tr.st.step % tr.eval_every == 0 && tr.st.step < tr.steps) {
             st = evaluate(&tr, &p, 0, &stop);
             if (st != MOE_OK) goto out;
             evaluated_now = 1;
             if (stop) reason = "early_stop";
         }
-        if (t->checkpoint_every > 0 && tr.st.step % t->checkpoint_every == 0) {
+        if (tr.checkpoint_every > 0 && tr.st.step % tr.checkpoint_every == 0) {
             st = save_step_checkpoint(&tr);
             if (st != MOE_OK) goto out;
         }
@@ -322,11 +407,19 @@ moe_status moe_train_run(const moe_run_config *cfg, const moe_train_opts *opts,
         st = save_step_checkpoint(&tr);
         if (st != MOE_OK) goto out;
     }
+    if (t->restore_best && tr.best_step >= 0) { /* the test split sees the best weights */
+        char best[700];
+        snprintf(best, sizeof best, "%s/best", tr.ckpt_dir);
+        st = moe_checkpoint_load(best, moe_model_table(tr.model), moe_model_params(tr.model), NULL,
+                                 NULL);
+        if (st != MOE_OK) goto out;
+    }
     fill_timing(&tr, &p);
     char *sample = sample_text(&tr);
     result->steps = tr.st.step;
     result->final_val_loss = tr.last_val;
-    result->best_val_loss = tr.st.best_metric;
+    result->best_val_loss = tr.best_val_loss;
+    result->best_step = tr.best_step;
     result->tokens_per_s = p.tokens_per_s;
     snprintf(result->stop_reason, sizeof result->stop_reason, "%s", reason);
     if (sample) snprintf(result->sample, sizeof result->sample, "%s", sample);
@@ -336,9 +429,11 @@ moe_status moe_train_run(const moe_run_config *cfg, const moe_train_opts *opts,
     if (st != MOE_OK) goto out;
     result->test_accuracy = test.accuracy;
     result->test_macro_f1 = test.macro_f1;
+    cJSON *extra = observer_test_analysis(&tr.obs, &p);
     st = metrics_write_results(tr.run_dir, cfg, result, &p, tr.model,
-                               tr.task.kind == MOE_TASK_CLASSIFY ? &tr.task.test : NULL,
-                               tr.task.text.class_name);
+                               tr.task.class_names ? &tr.task.test : NULL, tr.task.class_names,
+                               extra);
+    cJSON_Delete(extra);
     if (st == MOE_OK) observer_refresh_report(&tr.obs); /* the final one, with results.json */
     snprintf(result->report_error, sizeof result->report_error, "%s", tr.obs.report_error);
 out:

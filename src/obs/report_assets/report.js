@@ -1,7 +1,8 @@
 /* moe report: draws the page of a training run with plotly.js from the JSON
  * block id="moe-data" (the run directory's files: data.train, data.eval,
  * data.alerts = metrics.jsonl lines by kind; data.routing, data.model_info,
- * data.results, data.config; formats in docs/monitoring.md). Every plotly
+ * data.results, data.config; data.analysis = analysis.jsonl lines; formats in
+ * docs/monitoring.md and docs/families.md). Every plotly
  * chart is a div.chart[data-chart=<id>]; a section whose data is missing is
  * left out. Sets window.moeReport.done once every chart has rendered.
  * Embedded into the library at build time (cmake/embed.cmake). */
@@ -475,6 +476,77 @@
         colorbar: {title: {text: 'label'}, tickvals: names.map((_, k) => k), ticktext: names}},
       dimensions: [...Array(E).keys()].map(e => ({label: 'expert ' + e, values: rows.map(r => r[e])})),
     }], layout('Expert outputs per example', '', '', {margin: {l: 60, r: 60, t: 80, b: 30}}));
+  });
+
+  /* ---- seed families: expert analysis and channel gates (analysis.jsonl) ---------- */
+  const analysis = data.analysis || [];
+  function analysisLabel(a) {
+    return a.split + ', epoch ' + (isNum(a.epoch) ? a.epoch.toFixed(2) : '?') + ', step ' + a.step;
+  }
+  build('expert analysis', function () {
+    const lines = analysis.filter(a => a.expert_analysis && Array.isArray(a.expert_analysis.accuracy));
+    if (!lines.length) return;
+    const s = section('expert-analysis', 'Expert analysis',
+      'Left: each expert alone (its own classifier\'s answer) — the share of each true class it gets right. ' +
+      'Right: its mean gate weight on that class. Specialised experts have different bright columns.');
+    const select = el('select', {'aria-label': 'evaluation shown'});
+    lines.forEach((a, i) => select.appendChild(el('option', {value: String(i)}, analysisLabel(a))));
+    select.value = String(lines.length - 1);
+    s.appendChild(el('label', {}, 'Evaluation: '));
+    s.lastChild.appendChild(select);
+    const g = grid(s);
+    const top = el('p', {class: 'note'});
+    s.appendChild(top);
+    function traces(a, key, scale, title) {
+      const ea = a.expert_analysis, z = ea[key];
+      return [{
+        type: 'heatmap', x: ea.classes.map(String), y: z.map((_, e) => 'expert ' + e), z: z,
+        zmin: 0, zmax: 1, colorscale: scale, reversescale: true, colorbar: {title: {text: title}},
+        hovertemplate: '%{y}<br>class %{x}<br>' + title + ' %{z:.4f}<extra></extra>',
+      }];
+    }
+    function lay(a, title) {
+      return layout(title, 'true class', '', {height: Math.max(300, 90 + 40 * a.expert_analysis.accuracy.length),
+        xaxis: {title: {text: 'true class'}, automargin: true, tickangle: -30}});
+    }
+    function topText(a) {
+      const ea = a.expert_analysis;
+      return 'Best classes of each expert (own accuracy): ' + (ea.top_classes || []).map((t, e) =>
+        'expert ' + e + ': ' + t.slice(0, 3).map(c => ea.classes[c]).join(', ')).join('; ') + '.';
+    }
+    const a0 = lines[lines.length - 1];
+    chart(g, 'expert-class-accuracy', traces(a0, 'accuracy', 'Greens', 'accuracy'), lay(a0, 'Each expert\'s own accuracy per class'));
+    chart(g, 'expert-class-gate', traces(a0, 'gate', 'Blues', 'mean gate'), lay(a0, 'Mean gate weight per class'));
+    top.textContent = topText(a0);
+    select.addEventListener('change', () => {
+      const a = lines[Number(select.value)];
+      const divs = g.querySelectorAll('div.chart');
+      Plotly.react(divs[0], traces(a, 'accuracy', 'Greens', 'accuracy'), lay(a, 'Each expert\'s own accuracy per class'));
+      Plotly.react(divs[1], traces(a, 'gate', 'Blues', 'mean gate'), lay(a, 'Mean gate weight per class'));
+      top.textContent = topText(a);
+    });
+  });
+
+  build('gate sparsity', function () {
+    const lines = analysis.filter(a => a.gate_sparsity && Array.isArray(a.gate_sparsity.layers));
+    if (!lines.length) return;
+    const last = lines[lines.length - 1], gs = last.gate_sparsity;
+    const pct = v => (100 * v).toFixed(1) + '%';
+    const s = section('gate-sparsity', 'Channel gates',
+      'Share of channel gates that are exactly zero per gated conv (' + analysisLabel(last) + '); ' +
+      'skipping those channels saves ' + pct(gs.skippable_fraction) + ' of the gated convs\' FLOPs (' +
+      fmtSI(gs.skippable_flops, 'FLOP') + ' of ' + fmtSI(gs.gated_conv_flops, 'FLOP') + ' per example).');
+    const g = grid(s);
+    chart(g, 'gate-zero-by-layer', [{
+      type: 'bar', x: gs.layers.map((_, l) => 'conv ' + l), y: gs.layers.map(l => l.zero_fraction),
+      marker: {color: colour(0)}, hovertemplate: '%{x}<br>zero gates %{y:.3f}<extra></extra>',
+    }], layout('Zero gates per gated conv', 'gated conv', 'share of gates = 0', {yaxis: {range: [0, 1], title: {text: 'share of gates = 0'}}}));
+    chart(g, 'gate-zero-over-time', [
+      {type: 'scatter', mode: 'lines+markers', name: 'zero gates', x: lines.map(a => a.step),
+        y: lines.map(a => a.gate_sparsity.zero_fraction), line: {color: colour(0)}},
+      {type: 'scatter', mode: 'lines+markers', name: 'skippable FLOPs', x: lines.map(a => a.step),
+        y: lines.map(a => a.gate_sparsity.skippable_fraction), line: {color: colour(1)}},
+    ], layout('Sparsity over training', 'step', 'share', {yaxis: {range: [0, 1], title: {text: 'share'}}, legend: {orientation: 'h', y: -0.22}}));
   });
 
   /* ---- table of contents, then done -------------------------------------------------- */

@@ -1,0 +1,64 @@
+/* What the seed families' experts do, accumulated over an evaluation:
+ * - expert analysis (seed 000, 002): an experts x classes matrix of each
+ *   expert's own accuracy (its own argmax, as if it alone answered) and one
+ *   of its mean gate weight, per true class;
+ * - gate sparsity (seed 001): per gated conv, the share of channel gates
+ *   that are exactly zero and the forward FLOPs those zero channels let a
+ *   sparse implementation skip.
+ * docs/families.md defines every number. */
+#ifndef MOE_ANALYSIS_H
+#define MOE_ANALYSIS_H
+
+#include "moe/core.h"
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct cJSON;
+
+typedef struct moe_expert_analysis {
+    int n_experts, n_classes;
+    int64_t *right;   /* [E, C] examples of class c expert e alone gets right */
+    double *gate;     /* [E, C] sum of expert e's gate weights over class c's examples */
+    int64_t *support; /* [C] examples of class c */
+} moe_expert_analysis;
+
+moe_status moe_expert_analysis_init(moe_expert_analysis *a, int n_experts, int n_classes);
+void moe_expert_analysis_free(moe_expert_analysis *a);
+/* One batch: scores [E, B, C] (each expert's own class scores), gates
+ * [B, E], labels [B] (< 0 skipped). */
+void moe_expert_analysis_add(moe_expert_analysis *a, const moe_real *scores, const moe_real *gates,
+                             const int32_t *labels, int B);
+/* {"accuracy": [[E x C]], "gate": [[E x C]], "support": [C], "classes": [...],
+ * "top_classes": [[each expert's classes by own accuracy, best first]]}. */
+struct cJSON *moe_expert_analysis_json(const moe_expert_analysis *a,
+                                       const char *const *class_names);
+
+#define MOE_MAX_GATED 64
+
+typedef struct moe_gate_sparsity {
+    int n_layers;                            /* gated convs */
+    int channels[MOE_MAX_GATED];             /* C_l */
+    double flops_per_channel[MOE_MAX_GATED]; /* forward FLOPs per example of one channel */
+    int64_t zero[MOE_MAX_GATED];             /* gates exactly 0, over all examples */
+    int64_t examples;
+} moe_gate_sparsity;
+
+void moe_gate_sparsity_init(moe_gate_sparsity *s);
+/* One batch of B examples: layer l's gates [B, C_l]. */
+void moe_gate_sparsity_add(moe_gate_sparsity *s, int l, const moe_real *g, int B, int C,
+                           double flops_per_channel);
+/* Forward FLOPs per example the zero gates make skippable, and the gated
+ * convs' FLOPs in all (per example). */
+void moe_gate_sparsity_flops(const moe_gate_sparsity *s, double *skippable, double *gated_total);
+/* {"layers": [{"channels", "zero_fraction", "flops", "skippable_flops"}], "zero_fraction",
+ * "gated_conv_flops", "skippable_flops", "skippable_fraction"}. */
+struct cJSON *moe_gate_sparsity_json(const moe_gate_sparsity *s);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
