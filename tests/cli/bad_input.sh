@@ -6,7 +6,7 @@ T=(--config configs/tiny.json --set out_dir="$WORK/runs" --quiet)
 
 expect_fail "mistyped key" $MOE train "${T[@]}" --set model.n_layers=3
 expect_err 'unknown key "model.n_layers"'; expect_err 'did you mean "model.n_layer"'
-expect_err "valid keys in \"model\": vocab_size"
+expect_err "valid keys in \"model\": family, vocab_size"
 echo '{"model": {"n_layer": "four"}}' > "$WORK/type.json"
 expect_fail "wrong type" $MOE train --config "$WORK/type.json"
 expect_err '"model.n_layer" expects an integer, found string "four"'
