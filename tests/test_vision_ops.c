@@ -66,8 +66,8 @@ static void check_depthwise(int N, int stride, int pad) {
         memcpy(wf + ((long)c * C + c) * K * K, wd + c * K * K, K * K * sizeof *wf);
     moe_real *y1 = malloc(no * sizeof *y1), *y2 = malloc(no * sizeof *y2);
     moe_real *s = scratch_for(C, H, W, C, K, K, stride, pad, 1);
-    assert_int_equal(conv2d_scratch_elems(C, H, W, C, K, K, stride, pad, C), 0);
-    conv2d_forward(y1, NULL, x, wd, b, N, C, H, W, C, K, K, stride, pad, C);
+    moe_real *sd = scratch_for(C, H, W, C, K, K, stride, pad, C);
+    conv2d_forward(y1, sd, x, wd, b, N, C, H, W, C, K, K, stride, pad, C);
     conv2d_forward(y2, s, x, wf, b, N, C, H, W, C, K, K, stride, pad, 1);
     for (long i = 0; i < no; i++) assert_close(y1[i], y2[i], 1e-5);
     moe_real *g = malloc(no * sizeof *g), *dx1 = malloc(ni * sizeof *dx1);
@@ -75,7 +75,7 @@ static void check_depthwise(int N, int stride, int pad) {
     moe_real *dw2 = calloc((size_t)C * C * K * K, sizeof *dw2);
     moe_real *db1 = calloc(C, sizeof *db1), *db2 = calloc(C, sizeof *db2);
     fill_uniform(g, no, -1, 1, 10);
-    conv2d_backward(dx1, dw1, db1, NULL, g, x, wd, N, C, H, W, C, K, K, stride, pad, C);
+    conv2d_backward(dx1, dw1, db1, sd, g, x, wd, N, C, H, W, C, K, K, stride, pad, C);
     conv2d_backward(dx2, dw2, db2, s, g, x, wf, N, C, H, W, C, K, K, stride, pad, 1);
     for (long i = 0; i < ni; i++) assert_close(dx1[i], dx2[i], 1e-5);
     for (int c = 0; c < C; c++) {
@@ -83,7 +83,12 @@ static void check_depthwise(int N, int stride, int pad) {
             assert_close(dw1[c * K * K + k], dw2[((long)c * C + c) * K * K + k], 1e-4);
         assert_close(db1[c], db2[c], 1e-4);
     }
-    free(x), free(wd), free(wf), free(b), free(y1), free(y2), free(s), free(g), free(dx1);
+    /* without dinp, dweight still adds */
+    conv2d_backward(NULL, dw1, NULL, sd, g, x, wd, N, C, H, W, C, K, K, stride, pad, C);
+    for (int c = 0; c < C; c++)
+        for (int k = 0; k < K * K; k++)
+            assert_close(dw1[c * K * K + k], 2 * dw2[((long)c * C + c) * K * K + k], 2e-4);
+    free(x), free(wd), free(wf), free(b), free(y1), free(y2), free(s), free(sd), free(g), free(dx1);
     free(dx2), free(dw1), free(dw2), free(db1), free(db2);
 }
 

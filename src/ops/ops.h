@@ -162,9 +162,11 @@ int conv2d_out_size(int in, int k, int stride, int pad);
  * (groups == C == OC) runs a direct loop; everything else im2col + gemm()
  * per image, images in parallel.
  * scratch: conv2d_scratch_elems(...) elements, shared by forward and
- * backward (may be NULL when that is 0). The size counts one slice per
+ * backward (never 0). The size counts one slice per
  * OpenMP thread (omp_get_max_threads()), so ask for it with the thread
- * count the kernels will run with (i.e. per step, not once at start-up). */
+ * count the kernels will run with (i.e. per step, not once at start-up),
+ * and call the kernels outside any parallel region: they parallelise
+ * themselves and pick their slice by thread number. */
 size_t conv2d_scratch_elems(int C, int H, int W, int OC, int KH, int KW, int stride, int pad,
                             int groups);
 void conv2d_forward(moe_real *out, moe_real *scratch, const moe_real *inp, const moe_real *weight,
@@ -175,6 +177,17 @@ void conv2d_forward(moe_real *out, moe_real *scratch, const moe_real *inp, const
 void conv2d_backward(moe_real *dinp, moe_real *dweight, moe_real *dbias, moe_real *scratch,
                      const moe_real *dout, const moe_real *inp, const moe_real *weight, int N,
                      int C, int H, int W, int OC, int KH, int KW, int stride, int pad, int groups);
+
+/* The depthwise kernel conv2d_* run when groups == C == OC (weight
+ * [C,1,KH,KW]); call those, which also add dbias. Exposed for the tests
+ * and benchmarks that compare it with the general path. */
+size_t conv2d_depthwise_scratch_elems(int H, int W, int KH, int KW, int stride, int pad);
+void conv2d_depthwise_forward(moe_real *out, moe_real *scratch, const moe_real *inp,
+                              const moe_real *weight, const moe_real *bias, int N, int C, int H,
+                              int W, int KH, int KW, int stride, int pad);
+void conv2d_depthwise_backward(moe_real *dinp, moe_real *dweight, moe_real *scratch,
+                               const moe_real *dout, const moe_real *inp, const moe_real *weight,
+                               int N, int C, int H, int W, int KH, int KW, int stride, int pad);
 
 /* --- 2-D pooling over each [H,W] plane with a K x K window, stride and
  * padding (pad <= K/2, as PyTorch requires); out [N,C,OH,OW] with OH =

@@ -6,8 +6,7 @@
  * the OpenMP OpenBLAS does). With fewer images than threads the images go
  * one by one and OpenBLAS threads each gemm instead. A 1x1 stride-1
  * unpadded conv needs no columns: the image already is them. Depthwise
- * convs have a K*K-long dot product per pixel, far too small for gemm, so
- * they loop directly. */
+ * convs go to their direct loop (conv2d_depthwise.c). */
 #include "ops/ops.h"
 
 #include <omp.h>
@@ -62,7 +61,7 @@ static long slot_elems(const conv_dims *d) {
 size_t conv2d_scratch_elems(int C, int H, int W, int OC, int KH, int KW, int stride, int pad,
                             int groups) {
     conv_dims d = dims_of(C, H, W, OC, KH, KW, stride, pad, groups);
-    if (d.depthwise) return 0;
+    if (d.depthwise) return conv2d_depthwise_scratch_elems(H, W, KH, KW, stride, pad);
     return (size_t)omp_get_max_threads() * (size_t)slot_elems(&d);
 }
 
@@ -153,77 +152,13 @@ static void backward_image(moe_real *dx, moe_real *dweight, moe_real *cols, cons
     if (dx && !d->direct_cols) col2im(dx, cols, d);
 }
 
-/* Depthwise, one [H,W] plane: o [OH,OW] = w (*) x + b. */
-static void dw_forward_plane(moe_real *o, const moe_real *x, const moe_real *w, moe_real b,
-                             const conv_dims *d) {
-    for (long p = 0; p < d->P; p++) o[p] = b;
-    for (int kh = 0; kh < d->KH; kh++) {
-        int hlo, hhi;
-        tap_range(d->OH, kh, d->stride, d->pad, d->H, &hlo, &hhi);
-        for (int kw = 0; kw < d->KW; kw++) {
-            int wlo, whi;
-            tap_range(d->OW, kw, d->stride, d->pad, d->W, &wlo, &whi);
-            moe_real wv = w[kh * d->KW + kw];
-            for (int oh = hlo; oh < hhi; oh++) {
-                const moe_real *src = x + (long)(oh * d->stride - d->pad + kh) * d->W - d->pad + kw;
-                moe_real *out = o + (long)oh * d->OW;
-                if (d->stride == 1) {
-#pragma omp simd
-                    for (int ow = wlo; ow < whi; ow++) out[ow] += wv * src[ow];
-                } else {
-                    for (int ow = wlo; ow < whi; ow++) out[ow] += wv * src[(long)ow * d->stride];
-                }
-            }
-        }
-    }
-}
-
-/* Depthwise backward of one plane: dx written (if not NULL), dw [KH*KW] added. */
-static void dw_backward_plane(moe_real *dx, moe_real *dw, const moe_real *g, const moe_real *x,
-                              const moe_real *w, const conv_dims *d) {
-    if (dx) memset(dx, 0, (size_t)d->H * d->W * sizeof *dx);
-    for (int kh = 0; kh < d->KH; kh++) {
-        int hlo, hhi;
-        tap_range(d->OH, kh, d->stride, d->pad, d->H, &hlo, &hhi);
-        for (int kw = 0; kw < d->KW; kw++) {
-            int wlo, whi;
-            tap_range(d->OW, kw, d->stride, d->pad, d->W, &wlo, &whi);
-            moe_real wv = w[kh * d->KW + kw], acc = 0;
-            for (int oh = hlo; oh < hhi; oh++) {
-                long off = (long)(oh * d->stride - d->pad + kh) * d->W - d->pad + kw;
-                const moe_real *go = g + (long)oh * d->OW;
-                const moe_real *src = x + off;
-                if (d->stride == 1) {
-#pragma omp simd reduction(+ : acc)
-                    for (int ow = wlo; ow < whi; ow++) acc += go[ow] * src[ow];
-                    if (dx) {
-                        moe_real *dst = dx + off;
-#pragma omp simd
-                        for (int ow = wlo; ow < whi; ow++) dst[ow] += wv * go[ow];
-                    }
-                } else {
-                    for (int ow = wlo; ow < whi; ow++) {
-                        acc += go[ow] * src[(long)ow * d->stride];
-                        if (dx) dx[off + (long)ow * d->stride] += wv * go[ow];
-                    }
-                }
-            }
-            if (dw) dw[kh * d->KW + kw] += acc;
-        }
-    }
-}
-
 void conv2d_forward(moe_real *out, moe_real *scratch, const moe_real *inp, const moe_real *weight,
                     const moe_real *bias, int N, int C, int H, int W, int OC, int KH, int KW,
                     int stride, int pad, int groups) {
     conv_dims d = dims_of(C, H, W, OC, KH, KW, stride, pad, groups);
     long in_img = (long)C * H * W, out_img = (long)OC * d.P;
     if (d.depthwise) {
-        long KK = (long)KH * KW;
-#pragma omp parallel for schedule(static)
-        for (long nc = 0; nc < (long)N * C; nc++)
-            dw_forward_plane(out + nc * d.P, inp + nc * H * W, weight + (nc % C) * KK,
-                             bias ? bias[nc % C] : 0, &d);
+        conv2d_depthwise_forward(out, scratch, inp, weight, bias, N, C, H, W, KH, KW, stride, pad);
         return;
     }
     long slot = slot_elems(&d);
@@ -260,16 +195,8 @@ void conv2d_backward(moe_real *dinp, moe_real *dweight, moe_real *dbias, moe_rea
     }
     if (!dinp && !dweight) return;
     if (d.depthwise) {
-        long KK = (long)KH * KW;
-        /* a channel's weights belong to one thread: no races on dweight */
-#pragma omp parallel for schedule(static)
-        for (int c = 0; c < C; c++)
-            for (int n = 0; n < N; n++) {
-                long nc = (long)n * C + c;
-                dw_backward_plane(dinp ? dinp + nc * H * W : NULL,
-                                  dweight ? dweight + c * KK : NULL, dout + nc * d.P,
-                                  inp + nc * H * W, weight + c * KK, &d);
-            }
+        conv2d_depthwise_backward(dinp, dweight, scratch, dout, inp, weight, N, C, H, W, KH, KW,
+                                  stride, pad);
         return;
     }
     long slot = slot_elems(&d), cols_elems = d.direct_cols ? 0 : d.K * d.P;
