@@ -105,6 +105,9 @@ static void test_conv2d(void **state) {
         {3, 4, 6, 6, 4, 3, 3, 1, 1, 4, 1}, /* depthwise */
         {2, 3, 7, 7, 3, 3, 3, 2, 0, 3, 0}, /* depthwise, stride 2, no padding */
         {1, 5, 5, 4, 5, 3, 3, 2, 1, 5, 1}, /* depthwise, one image, stride 2 */
+        {2, 3, 4, 5, 3, 3, 3, 1, 2, 3, 1}, /* depthwise, padding 2 */
+        {2, 4, 5, 6, 4, 3, 2, 2, 1, 4, 1}, /* depthwise, non-square, stride 2 */
+        {2, 3, 4, 5, 3, 1, 1, 1, 0, 3, 1}, /* depthwise 1x1 */
         {2, 2, 5, 5, 4, 3, 3, 1, 1, 2, 1}, /* groups == C, OC = 2C: general path */
         {2, 1, 7, 7, 3, 3, 3, 1, 1, 1, 1}, /* one input channel (the first layer) */
     };
