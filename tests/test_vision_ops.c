@@ -83,6 +83,9 @@ static void check_depthwise(int N, int stride, int pad) {
             assert_close(dw1[c * K * K + k], dw2[((long)c * C + c) * K * K + k], 1e-4);
         assert_close(db1[c], db2[c], 1e-4);
     }
+    /* without dweight, the same dinp */
+    conv2d_backward(dx2, NULL, NULL, sd, g, x, wd, N, C, H, W, C, K, K, stride, pad, C);
+    for (long i = 0; i < ni; i++) assert_close(dx1[i], dx2[i], 0);
     /* without dinp, dweight still adds */
     conv2d_backward(NULL, dw1, NULL, sd, g, x, wd, N, C, H, W, C, K, K, stride, pad, C);
     for (int c = 0; c < C; c++)
@@ -129,6 +132,11 @@ static void test_conv_batch_equals_images(void **state) {
     /* parameter gradients only (first layer): dinp NULL */
     conv2d_backward(NULL, dw, NULL, s, g, x, w, N, C, H, W, OC, K, K, stride, pad, groups);
     for (long i = 0; i < nw; i++) assert_close(dw[i], 2 * dw1[i], 2e-4);
+    /* input gradient only (frozen weights): dweight NULL */
+    moe_real *dx2 = malloc(N * in_img * sizeof *dx2);
+    conv2d_backward(dx2, NULL, NULL, s, g, x, w, N, C, H, W, OC, K, K, stride, pad, groups);
+    for (long i = 0; i < N * in_img; i++) assert_close(dx2[i], dx[i], 0);
+    free(dx2);
     free(x), free(w), free(g), free(s), free(y), free(y1), free(dw), free(dw1), free(dx), free(dx1);
 }
 
