@@ -161,12 +161,12 @@ int conv2d_out_size(int in, int k, int stride, int pad);
  * channel o reads input channels of group o / (OC/groups). Depthwise
  * (groups == C == OC) runs a direct loop; everything else im2col + gemm()
  * per image, images in parallel.
- * scratch: conv2d_scratch_elems(...) elements, shared by forward and
- * backward (never 0). The size counts one slice per
- * OpenMP thread (omp_get_max_threads()), so ask for it with the thread
- * count the kernels will run with (i.e. per step, not once at start-up),
- * and call the kernels outside any parallel region: they parallelise
- * themselves and pick their slice by thread number. */
+ * scratch: conv2d_scratch_elems(...) elements (never 0), shared by forward
+ * and backward. The size counts one slice per OpenMP thread
+ * (omp_get_max_threads()), so ask for it with the thread count the kernels
+ * will run with (per step, not once at start-up), and call the kernels
+ * outside any parallel region: they parallelise themselves and pick their
+ * slice by thread number. */
 size_t conv2d_scratch_elems(int C, int H, int W, int OC, int KH, int KW, int stride, int pad,
                             int groups);
 void conv2d_forward(moe_real *out, moe_real *scratch, const moe_real *inp, const moe_real *weight,
@@ -217,8 +217,9 @@ void global_avgpool_backward(moe_real *dinp, const moe_real *dout, int N, int C,
  * running_var [C] are not NULL, move them as PyTorch does:
  * running = (1 - momentum) running + momentum batch, with the UNBIASED
  * variance (N*S/(N*S-1) var; N*S must be > 1, which PyTorch enforces).
- * inference: normalise with the running statistics, which are then
- * copied to mean and rstd so that backward needs nothing else.
+ * inference: normalise with running_mean and running_var (required, left
+ * unchanged), which are copied to mean and rstd so that backward needs
+ * nothing else.
  * PyTorch's defaults are momentum 0.1, eps 1e-5. */
 void batchnorm_forward(moe_real *out, moe_real *mean, moe_real *rstd, moe_real *running_mean,
                        moe_real *running_var, const moe_real *inp, const moe_real *weight,
