@@ -147,4 +147,89 @@ void attention_cached_forward(moe_real *out, moe_real *scores, const moe_real *q
 double softmax_row(moe_real *out, const moe_real *x, int V);
 void softmax_rows(moe_real *x, int N, int V);
 
+/* ===== Vision ops (the CNN families): NCHW tensors, batch first. ===== */
+
+/* Output length of a convolution or pooling window along one axis:
+ * (in + 2 pad - k) / stride + 1 (floor, PyTorch's ceil_mode=False). Needs
+ * in + 2 pad >= k. */
+int conv2d_out_size(int in, int k, int stride, int pad);
+
+/* --- 2-D convolution (cross-correlation, like PyTorch): inp [N,C,H,W],
+ * weight [OC, C/groups, KH, KW], bias [OC] or NULL, out [N,OC,OH,OW] with
+ * OH = conv2d_out_size(H, KH, stride, pad), OW likewise; the same stride and
+ * zero padding on both axes. C and OC must be multiples of groups; output
+ * channel o reads input channels of group o / (OC/groups). Depthwise
+ * (groups == C == OC) runs a direct loop; everything else im2col + gemm()
+ * per image, images in parallel.
+ * scratch: conv2d_scratch_elems(...) elements (never 0), shared by forward
+ * and backward. The size counts one slice per OpenMP thread
+ * (omp_get_max_threads()), so ask for it with the thread count the kernels
+ * will run with (per step, not once at start-up), and call the kernels
+ * outside any parallel region: they parallelise themselves and pick their
+ * slice by thread number. */
+size_t conv2d_scratch_elems(int C, int H, int W, int OC, int KH, int KW, int stride, int pad,
+                            int groups);
+void conv2d_forward(moe_real *out, moe_real *scratch, const moe_real *inp, const moe_real *weight,
+                    const moe_real *bias, int N, int C, int H, int W, int OC, int KH, int KW,
+                    int stride, int pad, int groups);
+/* dinp [N,C,H,W] written (skipped if NULL); dweight and dbias added
+ * (each skipped if NULL). */
+void conv2d_backward(moe_real *dinp, moe_real *dweight, moe_real *dbias, moe_real *scratch,
+                     const moe_real *dout, const moe_real *inp, const moe_real *weight, int N,
+                     int C, int H, int W, int OC, int KH, int KW, int stride, int pad, int groups);
+
+/* The depthwise kernel conv2d_* run when groups == C == OC (weight
+ * [C,1,KH,KW]); call those, which also add dbias. Exposed for the tests
+ * and benchmarks that compare it with the general path. */
+size_t conv2d_depthwise_scratch_elems(int H, int W, int KH, int KW, int stride, int pad);
+void conv2d_depthwise_forward(moe_real *out, moe_real *scratch, const moe_real *inp,
+                              const moe_real *weight, const moe_real *bias, int N, int C, int H,
+                              int W, int KH, int KW, int stride, int pad);
+void conv2d_depthwise_backward(moe_real *dinp, moe_real *dweight, moe_real *scratch,
+                               const moe_real *dout, const moe_real *inp, const moe_real *weight,
+                               int N, int C, int H, int W, int KH, int KW, int stride, int pad);
+
+/* --- 2-D pooling over each [H,W] plane with a K x K window, stride and
+ * padding (pad <= K/2, as PyTorch requires); out [N,C,OH,OW] with OH =
+ * conv2d_out_size(H, K, stride, pad).
+ * Max: padding never wins; argmax [N,C,OH,OW] saves the index h*W + w of
+ * the maximum inside its plane (PyTorch's return_indices; the first one
+ * on ties, a NaN wins). */
+void maxpool2d_forward(moe_real *out, int32_t *argmax, const moe_real *inp, int N, int C, int H,
+                       int W, int K, int stride, int pad);
+/* dinp [N,C,H,W] written. */
+void maxpool2d_backward(moe_real *dinp, const moe_real *dout, const int32_t *argmax, int N, int C,
+                        int H, int W, int K, int stride, int pad);
+/* Average: the window sum divided by K*K, padding counted as zeros
+ * (PyTorch's default count_include_pad=True). */
+void avgpool2d_forward(moe_real *out, const moe_real *inp, int N, int C, int H, int W, int K,
+                       int stride, int pad);
+void avgpool2d_backward(moe_real *dinp, const moe_real *dout, int N, int C, int H, int W, int K,
+                        int stride, int pad);
+/* Global average: inp [N,C,S] (S = H*W) -> out [N,C]; dinp written. */
+void global_avgpool_forward(moe_real *out, const moe_real *inp, int N, int C, int S);
+void global_avgpool_backward(moe_real *dinp, const moe_real *dout, int N, int C, int S);
+
+/* --- Batch normalisation over inp [N,C,S] per channel (S = H*W; S = 1 is
+ * BatchNorm1d on [N,C]). weight, bias [C] or NULL (1 and 0).
+ * training: normalise with the batch's mean and biased variance, save them
+ * as mean, rstd [C] (rstd = 1/sqrt(var + eps)) and, when running_mean and
+ * running_var [C] are not NULL, move them as PyTorch does:
+ * running = (1 - momentum) running + momentum batch, with the UNBIASED
+ * variance (N*S/(N*S-1) var; N*S must be > 1, which PyTorch enforces).
+ * inference: normalise with running_mean and running_var (required, left
+ * unchanged), which are copied to mean and rstd so that backward needs
+ * nothing else.
+ * PyTorch's defaults are momentum 0.1, eps 1e-5. */
+void batchnorm_forward(moe_real *out, moe_real *mean, moe_real *rstd, moe_real *running_mean,
+                       moe_real *running_var, const moe_real *inp, const moe_real *weight,
+                       const moe_real *bias, int N, int C, int S, int training, float momentum,
+                       float eps);
+/* training as in the forward: 1 differentiates through the batch
+ * statistics, 0 treats mean and rstd as constants. dinp written (skipped
+ * if NULL); dweight, dbias added (skipped if NULL). */
+void batchnorm_backward(moe_real *dinp, moe_real *dweight, moe_real *dbias, const moe_real *dout,
+                        const moe_real *inp, const moe_real *weight, const moe_real *mean,
+                        const moe_real *rstd, int N, int C, int S, int training);
+
 #endif
