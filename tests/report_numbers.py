@@ -108,6 +108,14 @@ def main():
             same(data[key], json.load(open(path, encoding="utf-8")), f"data.{key}")
         elif key in data:
             fail(f"data.{key} is present, {name} does not exist")
+    path = os.path.join(run_dir, "analysis.jsonl")
+    if os.path.exists(path):
+        want = [json.loads(l) for l in open(path, encoding="utf-8") if l.strip()]
+        if "analysis" not in data:
+            fail("data.analysis is missing, analysis.jsonl exists")
+        same(data["analysis"], want, "data.analysis")
+    elif "analysis" in data:
+        fail("data.analysis is present, analysis.jsonl does not exist")
     counts = ", ".join(f"{len(lines[k])} {k}" for k in KINDS)
     present = ", ".join(k for k in FILES if k in data) or "no other files"
     print(f"report numbers equal the run directory's: {counts} lines; {present}; "

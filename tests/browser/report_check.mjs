@@ -54,6 +54,14 @@ function expected(data) {
   if (sub && sub.fraction) { for (const l of r.layers) charts.add(`hist-L${l}`); sections.add('histograms'); }
   if (r && r.sample) { charts.add('tokens'); sections.add('tokens'); }
   if (r && r.distribution) { charts.add('distribution'); sections.add('distribution'); }
+  // analysis.jsonl (docs/families.md): expert analysis and channel-gate sparsity
+  const an = data.analysis || [];
+  if (an.some(a => a.expert_analysis)) {
+    charts.add('expert-class-accuracy'); charts.add('expert-class-gate'); sections.add('expert-analysis');
+  }
+  if (an.some(a => a.gate_sparsity)) {
+    charts.add('gate-zero-by-layer'); charts.add('gate-zero-over-time'); sections.add('gate-sparsity');
+  }
   return { charts, sections };
 }
 

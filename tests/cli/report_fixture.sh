@@ -48,6 +48,9 @@ node tests/browser/report_check.mjs "$WORK/class/report.html" "$SHOTS/report_fix
   > "$WORK/browser.out" || { cat "$WORK/browser.out"; fail "the class report does not render"; }
 grep -q "expert-accuracy" "$WORK/browser.out" || fail "no expert accuracy heatmap"
 grep -q "distribution" "$WORK/browser.out" || fail "no parallel coordinates"
+for c in expert-class-accuracy expert-class-gate gate-zero-by-layer gate-zero-over-time; do
+  grep -q "$c" "$WORK/browser.out" || fail "no chart $c (analysis.jsonl)"
+done
 
 # Only train and eval lines: no routing, alert or summary files, so no
 # routing sections, no alert markers; the curves and the routing stats stay.
@@ -88,6 +91,10 @@ sed -i '7s/"kind": "[a-z]*", //' "$WORK/bad/metrics.jsonl"
 expect_fail "line without kind" $MOE report "$WORK/bad"
 expect_err "$WORK/bad/metrics.jsonl line 7: no string \"kind\""
 cp "$WORK/class/metrics.jsonl" "$WORK/bad/metrics.jsonl"
+sed -i '2s/^{/[/' "$WORK/bad/analysis.jsonl"
+expect_fail "malformed analysis line" $MOE report "$WORK/bad"
+expect_err "$WORK/bad/analysis.jsonl line 2: not a JSON object"
+cp "$WORK/class/analysis.jsonl" "$WORK/bad/analysis.jsonl"
 printf '{"step": 600, "layers": [1, 3' > "$WORK/bad/routing.json"
 expect_fail "malformed routing.json" $MOE report "$WORK/bad"
 expect_err "$WORK/bad/routing.json: not a JSON object"

@@ -506,7 +506,7 @@
       }];
     }
     function lay(a, title) {
-      return layout(title, 'true class', '', {height: Math.max(300, 90 + 40 * a.expert_analysis.accuracy.length),
+      return layout(title, 'true class', 'expert', {height: Math.max(300, 90 + 40 * a.expert_analysis.accuracy.length),
         xaxis: {title: {text: 'true class'}, automargin: true, tickangle: -30}});
     }
     function topText(a) {
