@@ -11,6 +11,9 @@
 #include <string.h>
 #include <time.h>
 
+static void raise_alert(train_observer *o, long step, const alert_event *ev);
+static void warn_frozen_router(train_observer *o, long step);
+
 static double now_s(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
@@ -99,7 +102,30 @@ moe_status observer_init(train_observer *o, const moe_run_config *cfg, const moe
     o->log = fopen(path, "a");
     st = o->log ? MOE_OK : moe_error(MOE_ERR_IO, "cannot open %s for writing", path);
     free(path);
+    if (st == MOE_OK && tokens_seen == 0) warn_frozen_router(o, 0);
     return st;
+}
+
+/* Top-1 routing whose one weight is normalised to 1 (renormalised, or a
+ * softmax over the chosen expert alone) passes the task loss no gradient to
+ * the router: only auxiliary losses train it (seed 002's and seed 003's
+ * configs). Said once at the start, as a no_router_grad alert; the
+ * per-step alert catches a router whose gradient is exactly zero. */
+static void warn_frozen_router(train_observer *o, long step) {
+    const moe_model_config *m = &o->cfg->model;
+    const moe_layer_config *e = &m->moe;
+    int routed = m->family == MOE_FAMILY_MLP_MOE ||
+                 (m->family == MOE_FAMILY_TRANSFORMER && m->moe_every > 0);
+    if (!routed || e->top_k != 1 || e->score != MOE_SCORE_SOFTMAX ||
+        !(e->renormalize || e->topk_before_softmax))
+        return;
+    alert_event ev = {.kind = ALERT_NO_ROUTER_GRAD, .layer = -1, .expert = -1, .value = 0};
+    snprintf(ev.message, sizeof ev.message,
+             "model.moe.top_k = 1 with %s: every gate weight is exactly 1, so the task loss "
+             "gives the router no gradient (only auxiliary losses train it); use top_k >= 2 "
+             "or set renormalize and topk_before_softmax to false",
+             e->topk_before_softmax ? "topk_before_softmax" : "renormalize");
+    raise_alert(o, step, &ev);
 }
 
 void observer_free(train_observer *o) {

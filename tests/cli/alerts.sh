@@ -22,8 +22,12 @@ for k in ("no_router_grad", "imbalance", "starved", "loss_spike"):
 for a in alerts:
     assert a["message"] in err, f"alert not on stderr: {a['message']}"
     assert "alert: " + a["message"] in err
+# the config's top-1 trap is said once at step 0, about no particular layer
+start = [a for a in alerts if a["step"] == 0]
+assert len(start) == 1 and "gives the router no gradient" in start[0]["message"], start
+assert start[0]["alert"] == "no_router_grad" and "layer" not in start[0], start
 # layer alerts name a layer; starvation an expert too
-assert all(a["layer"] in (0, 1) for a in alerts if a["alert"] != "loss_spike")
+assert all(a["layer"] in (0, 1) for a in alerts if a["alert"] != "loss_spike" and a["step"] > 0)
 assert all(0 <= a["expert"] < 4 for a in alerts if a["alert"] == "starved")
 assert all(a["value"] > a["threshold"] for a in alerts if a["alert"] in ("imbalance", "loss_spike"))
 # alerts_total (lines carry the series updated since the line before; the

@@ -100,4 +100,10 @@ expect_err "test split"
 expect_fail "a bad grid value" $MOE search --config configs/mlp-moe-iris.json \
   --grid model.moe.top_k=1,9 --set out_dir="$WORK/bad"
 expect_err "top_k"
+# top-1 with renormalisation: the router gets no gradient from the task loss
+# (seed 002's trap): said at the start, and per step once nothing trains it
+$MOE train --config configs/mlp-moe-iris.json --set name=top1 --set model.moe.top_k=1 \
+  --set model.moe.cv_coef=0 --set train.epochs=5 "${common[@]}" >"$WORK/top1.out" 2>"$WORK/top1.err"
+grep -q "gives the router no gradient" "$WORK/top1.err" || fail "no top-1 warning: $(cat "$WORK/top1.err")"
+grep -q "router received no gradient" "$WORK/top1.err" || fail "no per-step no-gradient alert"
 echo "ok"
