@@ -1,5 +1,5 @@
 /* Internal: seed 002's family mlp_moe, a noisy top-k mixture of softmax
- * MLPs that predicts a class distribution (docs/mlp_moe.md).
+ * MLPs that predicts a class distribution (docs/families.md, "mlp_moe").
  *
  *   x [B, F] -> router (src/nn/moe/router.c: clean = x Wg^T, noisy in
  *   training = clean + eps * (softplus(x Wn^T) + 0.01), softmax over all E,
