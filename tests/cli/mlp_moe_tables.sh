@@ -100,6 +100,28 @@ expect_err "test split"
 expect_fail "a bad grid value" $MOE search --config configs/mlp-moe-iris.json \
   --grid model.moe.top_k=1,9 --set out_dir="$WORK/bad"
 expect_err "top_k"
+# resuming a dense run replays the same batches: mini-batches of 16 over 90
+# training rows (6 steps an epoch, a shuffled order per epoch, noisy router)
+rc=(--config configs/mlp-moe-iris.json --set train.batch_size=16 --set train.epochs=6
+    --set train.checkpoint_every=3 --set train.log_every=1 --set train.early_stop_metric=
+    --set train.restore_best=false --quiet)
+$MOE train "${rc[@]}" --set name=full --set out_dir="$WORK/resume" >/dev/null 2>&1
+full=$(ls -d "$WORK"/resume/full-*)
+ck=$(ls -d "$full"/checkpoints/step-* | head -1)
+at=$(basename "$ck" | sed 's/step-0*//')
+losses() { $PY -c "import json,sys; print(' '.join(repr(r['train_loss']) for r in map(json.loads, open(sys.argv[1])) if r['kind']=='train' and int(r['step'])>int(sys.argv[2])))" "$1" "$2"; }
+cp -r "$full" "$WORK/resumed"
+$PY - "$full/metrics.jsonl" "$at" > "$WORK/resumed/metrics.jsonl" <<'PY'
+import json, sys
+for l in open(sys.argv[1]):
+    if json.loads(l)["step"] <= int(sys.argv[2]):
+        print(l, end="")
+PY
+$MOE train --resume "$WORK/resumed/checkpoints/$(basename "$ck")" --quiet >/dev/null 2>&1
+want=$(losses "$full/metrics.jsonl" "$at"); got=$(losses "$WORK/resumed/metrics.jsonl" "$at")
+[ -n "$want" ] || fail "no losses after step $at"
+[ "$want" = "$got" ] || fail "resumed dense run differs after step $at: want [$want] got [$got]"
+
 # top-1 with renormalisation: the router gets no gradient from the task loss
 # (seed 002's trap): said at the start, and per step once nothing trains it
 $MOE train --config configs/mlp-moe-iris.json --set name=top1 --set model.moe.top_k=1 \
