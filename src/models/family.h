@@ -23,7 +23,7 @@
 /* Per-epoch (or per-step) settings the trainer hands a family before a
  * step: the annealed router temperature and the training phase. */
 typedef struct family_phase {
-    float temperature;   /* seed 000's gate temperature (also the transformer's router) */
+    float temperature;    /* seed 000's gate temperature (also the transformer's router) */
     int freeze_embedding; /* seed 001: last freeze_epochs epochs (CE only, embedding frozen) */
 } family_phase;
 
@@ -53,22 +53,28 @@ typedef struct model_family {
      * (expert_tokens, mean_prob, router_entropy, aux_*). NULL = none. */
     int (*n_moe_layers)(const void *impl);
     const moe_layer_stats *(*layer_stats)(const void *impl, int i);
+    /* Table index of MoE layer i's router weight (its gradient norm is
+     * monitored: a router without gradient is an alert). */
+    int (*router_tensor)(const void *impl, int i);
     /* Optional (NULL when the family has none). */
     void (*set_phase)(void *impl, const family_phase *ph);
-    /* 1 when tensor i of the table must not be changed by the optimizer
-     * (buffers; frozen parts in the current phase). */
+    /* 1 when tensor i of the table is a buffer (not a parameter: not
+     * counted, never trained), and when the optimizer must not change it
+     * (buffers, and frozen parts in the current phase). */
+    int (*is_buffer)(const void *impl, int tensor);
     int (*optimizer_skips)(const void *impl, int tensor);
     /* The unweighted auxiliary terms of the last forward: count, names, values. */
     int (*loss_parts)(const void *impl, const char *const **names, const double **values);
     /* Mixtures of expert classifiers (cnn_moe, mlp_moe), last forward:
      * E, each expert's own class scores [E, B, C] and the gate weights
-     * [B, E] (0 for experts not chosen). Returns E, or 0. */
-    int (*expert_outputs)(const void *impl, const moe_real **expert_scores,
-                          const moe_real **gates);
+     * [B, E] (0 for experts not chosen). Returns E (also before any
+     * forward, when the pointers may be NULL), or 0. */
+    int (*expert_outputs)(const void *impl, const moe_real **expert_scores, const moe_real **gates);
     /* Channel-gated networks (deepmoe), last forward: the number of gated
      * convs; for gated conv l its gates [B, C_l] through *g, C_l and the
      * forward FLOPs per example that each of its output channels costs
-     * (what a zero gate lets a sparse implementation skip). */
+     * (what a zero gate lets a sparse implementation skip). g, C and
+     * flops_per_channel may be NULL (to ask for the count). */
     int (*channel_gates)(const void *impl, int l, const moe_real **g, int *C,
                          double *flops_per_channel);
 } model_family;
