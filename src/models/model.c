@@ -20,8 +20,9 @@ static const model_family *family_of(moe_model_family f) {
     case MOE_FAMILY_MLP_MOE:
         return &family_mlp_moe;
     case MOE_FAMILY_CNN_MOE:
+        return &family_cnn_moe;
     case MOE_FAMILY_DEEPMOE:
-        break;
+        return &family_deepmoe;
     }
     return NULL;
 }
@@ -29,9 +30,7 @@ static const model_family *family_of(moe_model_family f) {
 moe_status moe_model_create(moe_model **out, const moe_model_config *cfg, uint64_t seed) {
     *out = NULL;
     const model_family *fam = family_of(cfg->family);
-    if (!fam)
-        return moe_error(MOE_ERR_INVALID, "model: model.family %d is not available in this build",
-                         (int)cfg->family);
+    if (!fam) return moe_error(MOE_ERR_INVALID, "model: unknown model.family %d", (int)cfg->family);
     moe_model *m = calloc(1, sizeof *m);
     if (!m) return moe_error(MOE_ERR_NOMEM, "model: out of memory");
     m->cfg = *cfg;
