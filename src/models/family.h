@@ -43,6 +43,7 @@ typedef struct model_family {
      * equivalent). Forward alone is a third. */
     double (*train_flops)(const void *impl, int T);
     double (*all_experts_flops)(const void *impl, int T);
+    /* task_loss and aux_loss are never NULL (the dispatcher passes its own). */
     moe_status (*forward)(void *impl, const moe_batch *b, int training, moe_rng *rng,
                           moe_arena *arena, double *task_loss, double *aux_loss);
     moe_status (*backward)(void *impl, moe_arena *arena, float scale);

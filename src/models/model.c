@@ -87,7 +87,11 @@ double moe_model_all_experts_flops_per_token(const moe_model *m, int T) {
 
 moe_status moe_model_forward_batch(moe_model *m, const moe_batch *batch, int training, moe_rng *rng,
                                    moe_arena *arena, double *task_loss, double *aux_loss) {
-    return m->fam->forward(m->impl, batch, training, rng, arena, task_loss, aux_loss);
+    double task = 0, aux = 0; /* callers may pass NULL; families always write both */
+    moe_status st = m->fam->forward(m->impl, batch, training, rng, arena, &task, &aux);
+    if (task_loss) *task_loss = task;
+    if (aux_loss) *aux_loss = aux;
+    return st;
 }
 moe_status moe_model_forward(moe_model *m, const int32_t *tokens, const int32_t *targets, int B,
                              int T, int training, moe_rng *rng, moe_arena *arena, double *ce_loss,
