@@ -50,17 +50,25 @@ moe_status deepmoe_unit_backward(deepmoe *m, int u, const moe_real *dy, moe_real
     const moe_real *act = a->act;
     int relu = U->relu;
     /* y = g * act: dg = sum_p dy * act; d act = g dy, through the ReLU
-     * where act > 0 (act > 0 exactly where the BN output is) */
+     * where act > 0 (act > 0 exactly where the BN output is). Branch-free
+     * simd loops: this pass touches every activation of the layer. */
 #pragma omp parallel for schedule(static) if (n > DM_PAR_MIN)
     for (long bc = 0; bc < planes; bc++) {
         const moe_real *d = dy + bc * P, *ap = act + bc * P;
         moe_real *o = dbn + bc * P, gv = g ? g[bc] : 1;
-        double s = 0;
-        for (long p = 0; p < P; p++) {
-            s += (double)d[p] * ap[p];
-            o[p] = relu && !(ap[p] > 0) ? 0 : d[p] * gv;
+        if (g && dg) {
+            double s = 0;
+#pragma omp simd reduction(+ : s)
+            for (long p = 0; p < P; p++) s += (double)(d[p] * ap[p]);
+            dg[bc] += (moe_real)s;
         }
-        if (g && dg) dg[bc] += (moe_real)s;
+        if (relu) {
+#pragma omp simd
+            for (long p = 0; p < P; p++) o[p] = ap[p] > 0 ? d[p] * gv : 0;
+        } else {
+#pragma omp simd
+            for (long p = 0; p < P; p++) o[p] = d[p] * gv;
+        }
     }
     batchnorm_backward(dconv, dm_g(m, U->t_bn_w), dm_g(m, U->t_bn_b), dbn, a->conv,
                        dm_p(m, U->t_bn_w), a->mean, a->rstd, m->B, U->cout, (int)P, m->training);
