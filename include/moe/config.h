@@ -76,7 +76,7 @@ typedef enum moe_deepmoe_arch { MOE_DEEPMOE_VGG, MOE_DEEPMOE_RESNET } moe_deepmo
 typedef enum moe_gate_l1 { MOE_GATE_L1_ELEMENTWISE, MOE_GATE_L1_MATRIX } moe_gate_l1;
 
 /* Seed 001 (DeepMoE): a shallow embedding network (3x3 stride-2 convs +
- * GELU, global average pool, a Linear to emb_dim) gives e; every gated conv
+ * GELU, the last one emb_dim wide, then global average pool) gives e; every gated conv
  * multiplies its output channels by relu(W_l e) (W_l [C_out, emb_dim], no
  * bias); a head Linear(emb_dim, classes) gives the embedding logits.
  * Loss = CE + lambda * sum_l L1(g_l) + mu * CE(embedding logits); during
