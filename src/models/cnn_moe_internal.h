@@ -124,6 +124,16 @@ typedef struct cnn_moe {
     moe_layer_stats stats;
 } cnn_moe;
 
+/* cnn_moe_table.c: checks the config and fills the shapes (default
+ * channels [32, 64]); registers every tensor; points w's fields into base
+ * (the parameter or the gradient block). */
+moe_status cnn_moe_shape(cnn_moe *m, const moe_model_config *c);
+moe_status cnn_moe_build_table(cnn_moe *m);
+void cnn_moe_bind(const cnn_moe *m, cnn_w *w, moe_real *base);
+
+/* cnn_moe_init.c: every tensor's initial value, deterministic from seed. */
+void cnn_moe_init_weights(cnn_moe *m, uint64_t seed);
+
 /* cnn_moe_forward.c / cnn_moe_backward.c */
 moe_status cnn_moe_forward(void *impl, const moe_batch *b, int training, moe_rng *rng,
                            moe_arena *arena, double *task_loss, double *aux_loss);
