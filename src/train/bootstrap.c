@@ -32,7 +32,7 @@ static double row_ce(const moe_real *s, int C, int label, const moe_real *soft) 
     double mx = s[0], z = 0;
     for (int c = 1; c < C; c++) mx = s[c] > mx ? s[c] : mx;
     for (int c = 0; c < C; c++) z += exp(s[c] - mx);
-    double lse = mx + log(z);
+    double lse = mx + log(fmax(z, 1.0)); /* z >= 1: the largest score's term is 1 */
     if (!soft) return lse - s[label];
     double ce = 0;
     for (int c = 0; c < C; c++) ce -= soft[c] * (s[c] - lse);

@@ -122,6 +122,10 @@ static moe_status check_train(const moe_run_config *c) {
         FAIL("train.optim.nesterov needs train.optim.kind \"sgd\" and train.optim.momentum > 0");
     if (o->kind == MOE_OPT_ADADELTA && o->rho >= 1)
         FAIL("train.optim.rho (%g) must be below 1 for adadelta", (double)o->rho);
+    if (t->epochs > 0 && t->eval_every > t->epochs)
+        FAIL("train.eval_every (%d) counts epochs when train.epochs is set (%d): no evaluation "
+             "would happen before the end; set train.eval_every to at most %d (0 = every epoch)",
+             t->eval_every, t->epochs, t->epochs);
     if (t->early_stop_metric[0] && t->eval_every == 0 && t->epochs == 0)
         FAIL("train.early_stop_metric \"%s\" needs evaluations during training; set "
              "train.eval_every > 0",

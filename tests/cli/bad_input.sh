@@ -59,4 +59,27 @@ expect_err "truncated"
 expect_fail "not a checkpoint" $MOE eval --checkpoint "$WORK"
 expect_err "no config.json"
 $MOE eval --checkpoint "$ck" --batches 1 >/dev/null || fail "the intact checkpoint no longer loads"
+# the seed families: data, task and schedule must fit the family
+expect_fail "cnn on a table" $MOE train --config configs/cnn-moe-fmnist.json --set data.source=csv \
+  --set data.path=data/wine_soft.csv
+expect_err "needs images"
+expect_fail "transformer on images" $MOE train --config configs/tiny.json --set data.source=fashion-mnist
+expect_err "set model.family"
+expect_fail "distribution without soft labels" $MOE train --config configs/mlp-moe-iris.json \
+  --set train.task=distribution
+expect_err "data.prob_columns"
+expect_fail "soft labels for classify" $MOE train --config configs/seed002-mlp-moe.json \
+  --set train.task=classify --set out_dir="$WORK/runs"
+expect_err "train.task \"distribution\""
+expect_fail "evaluations never come" $MOE train --config configs/cnn-moe-fmnist.json --set train.eval_every=100
+expect_err "counts epochs"
+expect_fail "freeze longer than training" $MOE train --config configs/seed001-deepmoe.json \
+  --set model.deepmoe.freeze_epochs=40
+expect_err "freeze_epochs"
+expect_fail "a missing table" $MOE train --config configs/mlp-moe-iris.json --set data.path="$WORK/none.csv" \
+  --set out_dir="$WORK/runs"
+expect_err "none.csv"
+expect_fail "a table column that is not there" $MOE train --config configs/mlp-moe-iris.json \
+  --set data.label_column=colour --set out_dir="$WORK/runs"
+expect_err "colour"
 echo "1 passed, 0 failed"
