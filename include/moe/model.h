@@ -100,6 +100,11 @@ void moe_model_set_phase(moe_model *m, float temperature, int freeze_embedding);
 /* Tensor i of the table is a buffer (batch-norm running statistics):
  * checkpointed but not a parameter. */
 int moe_model_tensor_is_buffer(const moe_model *m, int tensor);
+/* The router (gate) temperature a trained model is used with outside
+ * training: model.temperature_end when the temperature is annealed, else
+ * model.moe.temperature. The trainer's test split, moe_evaluate and
+ * moe_bootstrap apply it with moe_model_set_phase. */
+float moe_model_final_temperature(const moe_model_config *c);
 /* The optimizer must leave tensor i unchanged now (buffers, frozen parts). */
 int moe_model_optimizer_skips(const moe_model *m, int tensor);
 /* The unweighted auxiliary terms of the last forward (names and values

@@ -100,6 +100,7 @@ int cli_load_model(const char *cmd, const char *ckpt, moe_model **m) {
         *m = NULL;
         return cli_fail(cmd, "cannot load checkpoint", st);
     }
+    moe_model_set_phase(*m, moe_model_final_temperature(&mc), 0); /* annealed: its last value */
     return 0;
 }
 

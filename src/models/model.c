@@ -142,6 +142,10 @@ void moe_model_set_phase(moe_model *m, float temperature, int freeze_embedding) 
     if (m->fam->set_phase) m->fam->set_phase(m->impl, &ph);
 }
 
+float moe_model_final_temperature(const moe_model_config *c) {
+    return c->temperature_schedule == MOE_TEMP_CONSTANT ? c->moe.temperature : c->temperature_end;
+}
+
 int moe_model_tensor_is_buffer(const moe_model *m, int tensor) {
     return m->fam->is_buffer ? m->fam->is_buffer(m->impl, tensor) : 0;
 }

@@ -121,6 +121,7 @@ moe_status moe_bootstrap(const moe_run_config *cfg, moe_model *m, int test_split
     moe_run_config c = *cfg;
     c.model = *moe_model_config_of(m);
     train_task t;
+    moe_model_set_phase(m, moe_model_final_temperature(&c.model), 0);
     moe_status st = task_init(&t, &c);
     if (st == MOE_OK && !t.dense)
         st = moe_error(MOE_ERR_INVALID,

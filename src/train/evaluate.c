@@ -139,6 +139,7 @@ moe_status moe_evaluate(const moe_run_config *cfg, moe_model *m, int large_batch
     c.model = *moe_model_config_of(m); /* the checkpoint's model, not the config's */
     if (large_batch > 0) c.train.batch_size = large_batch;
     train_task t;
+    moe_model_set_phase(m, moe_model_final_temperature(&c.model), 0);
     moe_status st = task_init(&t, &c);
     moe_arena arena;
     moe_arena_init(&arena);

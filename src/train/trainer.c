@@ -424,6 +424,8 @@ moe_status moe_train_run(const moe_run_config *cfg, const moe_train_opts *opts,
     snprintf(result->stop_reason, sizeof result->stop_reason, "%s", reason);
     if (sample) snprintf(result->sample, sizeof result->sample, "%s", sample);
     free(sample);
+    /* the test split sees the model as it will be used: at the final temperature */
+    moe_model_set_phase(tr.model, moe_model_final_temperature(&cfg->model), 0);
     task_eval test;
     st = task_test(&tr.task, tr.model, &tr.arena, &test);
     if (st != MOE_OK) goto out;

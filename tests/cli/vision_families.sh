@@ -29,6 +29,7 @@ small_cnn=(--set model.cnn.channels=8,16 --set model.cnn.expert_channels=16 --se
 $MOE train --config configs/cnn-moe-fmnist.json --set name=cnn "${small_cnn[@]}" \
   --set train.epochs=6 --set train.batch_size=32 --set train.sched.warmup_steps=5 \
   --set train.max_seconds=0 --set obs.analysis_every=2 --set model.temperature_schedule=linear \
+  --set train.log_every=1 \
   "${common[@]}" >"$WORK/cnn.out" 2>"$WORK/cnn.err"
 run=$(ls -d "$WORK"/runs/cnn-*)
 $PY - "$run" <<'PY'
@@ -58,8 +59,10 @@ assert abs(temps[0] - 2.0) < 1e-6 and abs(temps[-1] - 0.75) < 1e-6, temps
 assert all(b <= a for a, b in zip(temps, temps[1:])), temps
 terms = {k for x in train for k in x.get("loss_term", {})}
 assert terms == {"diversity", "balance"}, terms
-epochs = [x["epoch"] for x in rows if x["kind"] == "eval"]
-assert max(epochs) == 6, epochs
+# one evaluation before training and one after each epoch (eval_every 1)
+ev = [x["step"] for x in rows if x["kind"] == "eval"]
+spe = len(train) // 6
+assert ev == [k * spe for k in range(7)], (ev, spe)
 PY
 # the best checkpoint (batch-norm statistics included) scores what results.json says
 $MOE eval --checkpoint "$run/checkpoints/best" --out "$WORK/eval.json" >/dev/null
