@@ -58,7 +58,7 @@ temps = [x["router_temperature"] for x in train]
 assert abs(temps[0] - 2.0) < 1e-6 and abs(temps[-1] - 0.75) < 1e-6, temps
 assert all(b <= a for a, b in zip(temps, temps[1:])), temps
 terms = {k for x in train for k in x.get("loss_term", {})}
-assert terms == {"diversity", "balance"}, terms
+assert terms == {"entropy", "balance_kl", "correlation", "min_gate"}, terms
 # one evaluation before training and one after each epoch (eval_every 1)
 ev = [x["step"] for x in rows if x["kind"] == "eval"]
 spe = len(train) // 6
