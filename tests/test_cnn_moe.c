@@ -80,7 +80,13 @@ static void test_default_shape_counts(void **state) {
     for (int i = 0; i < f->table(m)->count; i++) numel += f->table(m)->tensors[i].numel;
     assert_int_equal(numel, total);
     size_t buffers = 2 * (32 + 64 + 3 * 128 + 256);
-    assert_int_equal(f->active_params(m), total - buffers);
+    /* the gate is soft: every parameter is active (the dispatcher's default) */
+    assert_null(f->active_params);
+    moe_model *mm;
+    assert_int_equal(moe_model_create(&mm, &c, 1), MOE_OK);
+    assert_int_equal(moe_model_active_param_count(mm), total - buffers);
+    assert_int_equal(moe_model_param_count(mm), total - buffers);
+    moe_model_free(mm);
     /* MACs: 32*9*784 + 64*32*9*196 + 3*(64*9*49 + 128*64*49 + 10*128) + 256*64 + 3*256 */
     double macs = 225792.0 + 3612672.0 + 3 * (28224.0 + 401408.0 + 1280.0) + 16384.0 + 768.0;
     assert_close(f->train_flops(m, 1), 6 * macs, 0.5);

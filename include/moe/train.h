@@ -62,7 +62,6 @@ typedef struct moe_train_result {
     double final_val_loss;  /* last evaluation */
     double best_val_loss;   /* validation loss of the best evaluation (by the early-stopping
                                metric; NAN when a resumed run saw none) */
-    long best_step;         /* its step (-1: none); train.restore_best ends with its weights */
     double tokens_per_s;    /* throughput of this process */
     char stop_reason[32];   /* "completed", "early_stop", "time_budget", "interrupted" */
     char sample[2048];      /* text generated from train.sample_prompt at the end */

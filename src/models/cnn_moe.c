@@ -71,15 +71,6 @@ static moe_real *grads(void *impl) {
     return ((cnn_moe *)impl)->grads;
 }
 
-/* The gate is soft: every example runs through every expert, so every
- * parameter is active (the buffers are not parameters). */
-static size_t active_params(const void *impl) {
-    const cnn_moe *m = impl;
-    size_t n = 0;
-    for (int i = 0; i < m->table.count; i++) n += m->table.tensors[i].numel;
-    return n - m->n_buffer_elems;
-}
-
 /* Forward multiply-adds x 2, training (forward + backward) x 3; the same
  * for the dense count since no expert is ever skipped. T is unused. */
 static double train_flops(const void *impl, int T) {
@@ -138,7 +129,6 @@ const model_family family_cnn_moe = {
     .table = table,
     .params = params,
     .grads = grads,
-    .active_params = active_params,
     .train_flops = train_flops,
     .all_experts_flops = train_flops,
     .forward = cnn_moe_forward,

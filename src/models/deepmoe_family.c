@@ -4,7 +4,9 @@
  * FLOPs are as executed: every channel is computed (dense), so train_flops
  * and all_experts_flops are the same, 3 x the forward (forward + backward).
  * What the gates would let a sparse implementation skip is reported per
- * gated conv by channel_gates: each zero gate saves flops_per_channel. */
+ * gated conv by channel_gates: each zero gate saves flops_per_channel.
+ * Every parameter takes part in every example as executed, so
+ * active_params is the dispatcher's default (all of them). */
 #include "models/deepmoe_internal.h"
 
 static moe_status create(void **impl, const moe_model_config *cfg, uint64_t seed) {
@@ -26,14 +28,6 @@ static moe_real *grads(void *impl) {
     return ((deepmoe *)impl)->grads;
 }
 
-/* Every parameter takes part in every example as executed (dense). */
-static size_t active_params(const void *impl) {
-    const deepmoe *m = impl;
-    size_t n = 0;
-    for (int i = 0; i < m->table.count; i++)
-        if (m->kind[i] != DM_BUFFER) n += m->table.tensors[i].numel;
-    return n;
-}
 static double train_flops(const void *impl, int T) {
     (void)T;
     return 3.0 * ((const deepmoe *)impl)->fwd_flops;
@@ -100,7 +94,6 @@ const model_family family_deepmoe = {
     .table = table,
     .params = params,
     .grads = grads,
-    .active_params = active_params,
     .train_flops = train_flops,
     .all_experts_flops = train_flops,
     .forward = forward,

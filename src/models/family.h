@@ -36,7 +36,8 @@ typedef struct model_family {
     const moe_param_table *(*table)(const void *impl);
     moe_real *(*params)(void *impl);
     moe_real *(*grads)(void *impl);
-    /* Parameters one example (token) touches. */
+    /* Parameters one example (token) touches; NULL: all of them (families
+     * that run every parameter on every example). */
     size_t (*active_params)(const void *impl);
     /* Training FLOPs (forward + backward) per example (per token at context T
      * for the transformer); and the same if every expert ran (the dense

@@ -76,7 +76,7 @@ size_t moe_model_param_count(const moe_model *m) {
     return n;
 }
 size_t moe_model_active_param_count(const moe_model *m) {
-    return m->fam->active_params(m->impl);
+    return m->fam->active_params ? m->fam->active_params(m->impl) : moe_model_param_count(m);
 }
 double moe_model_train_flops_per_token(const moe_model *m, int T) {
     return m->fam->train_flops(m->impl, T);

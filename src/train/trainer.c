@@ -45,7 +45,6 @@ typedef struct trainer {
     float temperature;    /* the router temperature of the current step */
     moe_real *frozen;     /* copies of what the optimizer must not move, [table total] */
     double best_val_loss; /* validation loss at the best evaluation (by this process) */
-    long best_step;       /* its step; -1 before any */
 } trainer;
 
 static double now_s(void) {
@@ -161,15 +160,12 @@ static moe_status setup(trainer *tr) {
     tr->last_good_step = -1;
     tr->last_val = NAN;
     tr->best_val_loss = NAN;
-    tr->best_step = -1;
 
     if (tr->opts->resume_dir) {
         st = moe_checkpoint_load(tr->opts->resume_dir, moe_model_table(tr->model),
                                  moe_model_params(tr->model), &tr->opt, &tr->st);
         if (st != MOE_OK) return st;
         tr->last_good_step = tr->st.step;
-        /* a resumed run's best so far is in its best checkpoint */
-        if (isfinite(tr->st.best_metric)) tr->best_step = tr->st.step;
         if (strcmp(t->early_stop_metric, "val_accuracy") != 0)
             tr->best_val_loss = tr->st.best_metric;
     }
@@ -304,7 +300,6 @@ static moe_status evaluate(trainer *tr, moe_train_progress *p, int final, int *s
     if (tr->st.best_metric - score > t->min_delta || !isfinite(tr->st.best_metric)) {
         tr->st.best_metric = score;
         tr->best_val_loss = val;
-        tr->best_step = tr->st.step;
         tr->st.bad_evals = 0;
         st = save_checkpoint(tr, "best");
         if (st != MOE_OK) return st;
@@ -407,7 +402,8 @@ moe_status moe_train_run(const moe_run_config *cfg, const moe_train_opts *opts,
         st = save_step_checkpoint(&tr);
         if (st != MOE_OK) goto out;
     }
-    if (t->restore_best && tr.best_step >= 0) { /* the test split sees the best weights */
+    /* a finite best metric means an evaluation saved checkpoints/best */
+    if (t->restore_best && isfinite(tr.st.best_metric)) { /* the test split sees the best weights */
         char best[700];
         snprintf(best, sizeof best, "%s/best", tr.ckpt_dir);
         st = moe_checkpoint_load(best, moe_model_table(tr.model), moe_model_params(tr.model), NULL,
@@ -419,7 +415,6 @@ moe_status moe_train_run(const moe_run_config *cfg, const moe_train_opts *opts,
     result->steps = tr.st.step;
     result->final_val_loss = tr.last_val;
     result->best_val_loss = tr.best_val_loss;
-    result->best_step = tr.best_step;
     result->tokens_per_s = p.tokens_per_s;
     snprintf(result->stop_reason, sizeof result->stop_reason, "%s", reason);
     if (sample) snprintf(result->sample, sizeof result->sample, "%s", sample);
