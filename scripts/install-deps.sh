@@ -6,16 +6,17 @@
 # Usage: scripts/install-deps.sh [--with-torch]
 #   --with-torch  also what the tests need: python3-torch (the PyTorch
 #                 reference), python3-sklearn (metric references), prometheus
-#                 (promtool and a real server) and chromium (the report's
-#                 browser test)
+#                 (promtool and a real server), chromium (the browser tests),
+#                 curl and wrk (the server's tests and load test) and clang
+#                 (libFuzzer, for fuzzing the request parser)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 pkgs=(build-essential cmake pkg-config libopenblas-openmp-dev libcjson-dev libmicrohttpd-dev
-      libpcre2-dev libgmime-3.0-dev zlib1g-dev libcsv-dev clang-format cppcheck libcmocka-dev
+      libpcre2-dev libgmime-3.0-dev zlib1g-dev libcsv-dev libssl-dev clang-format cppcheck libcmocka-dev
       bible-kjv dataset-fashion-mnist)
 if [ "${1:-}" = "--with-torch" ]; then
-  pkgs+=(python3-torch python3-numpy python3-sklearn prometheus chromium)
+  pkgs+=(python3-torch python3-numpy python3-sklearn prometheus chromium curl wrk clang)
 fi
 command -v npm >/dev/null || pkgs+=(nodejs npm)
 
