@@ -449,7 +449,7 @@ static void test_fallback(void **state) {
     const cJSON *out0 = cJSON_GetArrayItem(item(o, "outputs"), 0);
     assert_true(isfinite(item(out0, "loss")->valuedouble));
     const cJSON *cand;
-    cJSON_ArrayForEach(cand, item(out0, "next"))
+    for (cand = item(out0, "next")->child; cand; cand = cand->next)
         assert_true(isfinite(item(cand, "prob")->valuedouble));
     const cJSON *tok0 = cJSON_GetArrayItem(item(item(out0, "trace"), "tokens"), 0);
     const cJSON *lay0 = cJSON_GetArrayItem(item(tok0, "layers"), 0);

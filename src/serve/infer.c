@@ -163,9 +163,11 @@ static int prepare(serve_model *sm, prep *p) {
 }
 
 static double softmax_into(double *pr, const moe_real *lg, int V) {
-    double mx = lg[0], z = 0;
+    if (V < 1) return 0;
+    double mx = lg[0];
     for (int v = 1; v < V; v++) mx = fmax(mx, lg[v]);
-    for (int v = 0; v < V; v++) z += (pr[v] = exp(lg[v] - mx));
+    double z = pr[0] = exp(lg[0] - mx); /* one term is exp(0): z >= 1 */
+    for (int v = 1; v < V; v++) z += (pr[v] = exp(lg[v] - mx));
     for (int v = 0; v < V; v++) pr[v] /= z;
     return mx + log(z); /* logsumexp */
 }
