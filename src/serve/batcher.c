@@ -11,8 +11,20 @@
 #include <time.h>
 
 /* Merged inputs of one forward are bounded too: a batch of max_batch
- * requests of max_inputs inputs each would be a very large forward. */
+ * requests of max_inputs inputs each would be a very large forward. Its
+ * tokens (estimated before tokenizing: text bytes, ids, or rows) stay under
+ * BATCH_TOKEN_FACTOR x max_tokens; the first request always goes. */
 #define MAX_BATCH_INPUTS 256
+#define BATCH_TOKEN_FACTOR 4
+
+static long request_size(const serve_infer_request *r) {
+    long n = 0;
+    for (int i = 0; i < r->n_inputs; i++)
+        n += r->kind == SERVE_INPUT_TEXT     ? (long)strlen(r->texts[i])
+             : r->kind == SERVE_INPUT_TOKENS ? r->n_tokens[i]
+                                             : 1;
+    return n;
+}
 
 static void deadline_after(struct timespec *ts, double ms) {
     clock_gettime(CLOCK_REALTIME, ts);
@@ -23,11 +35,14 @@ static void deadline_after(struct timespec *ts, double ms) {
 
 /* Removes from the queue (mu held) the infer jobs that fit, in order,
  * leaving generate jobs where they are; returns how many went to jobs. */
-static int take_infer(serve_model *sm, serve_job **jobs, int n, int cap, int *inputs) {
+static int take_infer(serve_model *sm, serve_job **jobs, int n, int cap, int *inputs, long *size) {
+    const long max_size = (long)BATCH_TOKEN_FACTOR * sm->lim.max_tokens;
     serve_job **link = &sm->head, *prev = NULL;
     while (*link && n < cap) {
         serve_job *j = *link;
-        if (j->generate || (n > 0 && *inputs + j->infer.n_inputs > MAX_BATCH_INPUTS)) {
+        long js = j->generate ? 0 : request_size(&j->infer);
+        if (j->generate ||
+            (n > 0 && (*inputs + j->infer.n_inputs > MAX_BATCH_INPUTS || *size + js > max_size))) {
             prev = j;
             link = &j->next;
             continue;
@@ -37,6 +52,7 @@ static int take_infer(serve_model *sm, serve_job **jobs, int n, int cap, int *in
         j->next = NULL;
         jobs[n++] = j;
         *inputs += j->infer.n_inputs;
+        *size += js;
         sm->depth--;
     }
     return n;
@@ -71,6 +87,7 @@ void *serve_worker_main(void *arg) {
         if (!sm->head) break; /* stopping, queue drained */
         serve_job *gen = NULL;
         int n = 0, inputs = 0;
+        long size = 0;
         if (sm->head->generate) {
             gen = sm->head;
             sm->head = gen->next;
@@ -78,14 +95,14 @@ void *serve_worker_main(void *arg) {
             gen->next = NULL;
             sm->depth--;
         } else {
-            n = take_infer(sm, jobs, 0, max_batch, &inputs);
+            n = take_infer(sm, jobs, 0, max_batch, &inputs, &size);
             /* a short wait for company, unless shutting down */
             if (n < max_batch && sm->lim.batch_window_ms > 0 && !sm->stopping) {
                 struct timespec ts;
                 deadline_after(&ts, sm->lim.batch_window_ms);
                 while (n < max_batch && !sm->stopping && inputs < MAX_BATCH_INPUTS) {
                     int rc = pthread_cond_timedwait(&sm->cv, &sm->mu, &ts);
-                    n = take_infer(sm, jobs, n, max_batch, &inputs);
+                    n = take_infer(sm, jobs, n, max_batch, &inputs, &size);
                     if (rc == ETIMEDOUT) break;
                 }
             }
