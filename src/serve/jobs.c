@@ -25,7 +25,7 @@ job *job_new(void) {
     job *j = calloc(1, sizeof *j);
     if (!j) return NULL;
     pthread_mutex_init(&j->io, NULL);
-    job_metrics_clear(&j->metrics);
+    for (int i = 0; i < JOB_N_METRICS; i++) j->metrics[i] = NAN;
     j->epoch = j->elapsed_s = j->eta_s = 0;
     return j;
 }
@@ -135,21 +135,21 @@ static void on_progress(const moe_train_progress *p, void *user) {
     j->epoch = p->epoch;
     j->elapsed_s = p->elapsed_s;
     j->eta_s = p->eta_s;
-    job_metrics *m = &j->metrics;
+    double *m = j->metrics;
     if (p->is_eval) {
-        m->val_loss = p->val_loss;
-        m->val_ppl = p->val_ppl;
-        m->val_accuracy = p->val_accuracy;
-        m->val_macro_f1 = p->val_macro_f1;
+        m[JM_VAL_LOSS] = p->val_loss;
+        m[JM_VAL_PPL] = p->val_ppl;
+        m[JM_VAL_ACCURACY] = p->val_accuracy;
+        m[JM_VAL_MACRO_F1] = p->val_macro_f1;
     } else {
-        m->train_loss = p->loss;
-        m->ce = p->ce;
-        m->aux_loss = p->aux;
-        m->lr = p->lr;
-        m->grad_norm = p->grad_norm;
-        m->tokens_per_s = p->tokens_per_s;
-        m->balance_cv = p->balance_cv;
-        m->max_over_mean = p->max_over_mean;
+        m[JM_TRAIN_LOSS] = p->loss;
+        m[JM_CE] = p->ce;
+        m[JM_AUX_LOSS] = p->aux;
+        m[JM_LR] = p->lr;
+        m[JM_GRAD_NORM] = p->grad_norm;
+        m[JM_TOKENS_PER_S] = p->tokens_per_s;
+        m[JM_BALANCE_CV] = p->balance_cv;
+        m[JM_MAX_OVER_MEAN] = p->max_over_mean;
         read_experts(c);
     }
     if (!(p->is_eval && p->step == 0)) job_history_add(j, p); /* step 0: no loss to pair with */

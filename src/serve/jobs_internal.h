@@ -44,11 +44,22 @@ typedef struct job_point {
     double loss, aux, lr, val_loss, val_accuracy;
 } job_point;
 
-/* The latest values the trainer reported; NAN = none yet. */
-typedef struct job_metrics {
-    double train_loss, ce, aux_loss, lr, grad_norm, tokens_per_s, balance_cv, max_over_mean;
-    double val_loss, val_ppl, val_accuracy, val_macro_f1;
-} job_metrics;
+/* The latest values the trainer reported (job->metrics[]); NAN = none yet. */
+typedef enum job_metric {
+    JM_TRAIN_LOSS,
+    JM_CE,
+    JM_AUX_LOSS,
+    JM_LR,
+    JM_GRAD_NORM,
+    JM_TOKENS_PER_S,
+    JM_BALANCE_CV,
+    JM_MAX_OVER_MEAN,
+    JM_VAL_LOSS,
+    JM_VAL_PPL,
+    JM_VAL_ACCURACY,
+    JM_VAL_MACRO_F1,
+    JOB_N_METRICS
+} job_metric;
 
 typedef struct job {
     char id[JOB_ID_MAX];
@@ -62,7 +73,7 @@ typedef struct job {
     /* progress */
     long step, total_steps;
     double epoch, elapsed_s, eta_s;
-    job_metrics metrics;
+    double metrics[JOB_N_METRICS];
     job_point *history;
     int n_history, cap_history;
     /* expert shares of the last step: [n_layers][n_experts] */
@@ -115,7 +126,6 @@ moe_status job_from_json(job *j, const cJSON *o);
 void job_free_fields(job *j);
 /* Appends a training or evaluation point (thinned to half past the cap). */
 void job_history_add(job *j, const moe_train_progress *p);
-void job_metrics_clear(job_metrics *m);
 /* "2026-01-02T03:04:05Z" */
 void job_time_iso(time_t t, char *buf, size_t cap);
 time_t job_time_parse(const char *s);

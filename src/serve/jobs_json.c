@@ -33,18 +33,12 @@ time_t job_time_parse(const char *s) {
     return timegm(&tm);
 }
 
-void job_metrics_clear(job_metrics *m) {
-    double *v = &m->train_loss;
-    for (size_t i = 0; i < sizeof *m / sizeof(double); i++) v[i] = NAN;
-}
-
-/* The metrics object's keys, in job_metrics's order. */
+/* The metrics object's keys, in job_metric's order. */
 static const char *const metric_keys[] = {
     "train_loss", "ce",           "aux_loss",     "lr",
     "grad_norm",  "tokens_per_s", "balance_cv",   "max_over_mean",
     "val_loss",   "val_ppl",      "val_accuracy", "val_macro_f1"};
-_Static_assert(sizeof metric_keys / sizeof metric_keys[0] == sizeof(job_metrics) / sizeof(double),
-               "one key per metric");
+_Static_assert(sizeof metric_keys / sizeof metric_keys[0] == JOB_N_METRICS, "one key per metric");
 
 /* Finite numbers only: NaN means "not measured", which JSON says by leaving it out. */
 static void add_number(cJSON *o, const char *key, double v) {
@@ -131,9 +125,7 @@ cJSON *job_to_json(const struct serve_jobs *js, const job *j, int history, int c
     cJSON_AddNumberToObject(p, "elapsed_s", isfinite(j->elapsed_s) ? j->elapsed_s : 0);
     cJSON_AddNumberToObject(p, "eta_s", isfinite(j->eta_s) ? j->eta_s : 0);
     cJSON *m = cJSON_AddObjectToObject(o, "metrics");
-    const double *v = &j->metrics.train_loss;
-    for (size_t i = 0; i < sizeof metric_keys / sizeof metric_keys[0]; i++)
-        add_number(m, metric_keys[i], v[i]);
+    for (int i = 0; i < JOB_N_METRICS; i++) add_number(m, metric_keys[i], j->metrics[i]);
     if (history) cJSON_AddItemToObject(o, "history", history_json(j));
     cJSON_AddItemToObject(o, "experts", experts_json(j));
     if (config && j->config) cJSON_AddItemToObject(o, "config", cJSON_Duplicate(j->config, 1));
@@ -267,9 +259,7 @@ moe_status job_from_json(job *j, const cJSON *o) {
     j->elapsed_s = number_or_nan(p, "elapsed_s");
     j->eta_s = number_or_nan(p, "eta_s");
     const cJSON *m = cJSON_GetObjectItemCaseSensitive(o, "metrics");
-    double *v = &j->metrics.train_loss;
-    for (size_t i = 0; i < sizeof metric_keys / sizeof metric_keys[0]; i++)
-        v[i] = number_or_nan(m, metric_keys[i]);
+    for (int i = 0; i < JOB_N_METRICS; i++) j->metrics[i] = number_or_nan(m, metric_keys[i]);
     moe_status st = read_history(j, cJSON_GetObjectItemCaseSensitive(o, "history"));
     if (st == MOE_OK) st = read_experts(j, cJSON_GetObjectItemCaseSensitive(o, "experts"));
     return st;
