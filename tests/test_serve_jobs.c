@@ -7,6 +7,7 @@
 #include "test_util.h"
 
 #include "scratch_dir.h"
+#include "serve/jobs_internal.h"
 #include "serve/serve.h"
 
 #include "io/fsutil.h"
@@ -443,6 +444,44 @@ static void test_recovery_after_crash(void **state) {
     serve_jobs_close(js);
 }
 
+/* The loss curve keeps at most 500 points, evenly spaced however long the
+ * run; an evaluation joins the training point of its step. */
+static void test_history_is_thinned(void **state) {
+    (void)state;
+    job *j = job_new();
+    assert_non_null(j);
+    moe_train_progress p;
+    memset(&p, 0, sizeof p);
+    p.step = 1;
+    p.loss = 3;
+    job_history_add(j, &p);
+    p.is_eval = 1;
+    p.val_loss = 2.5;
+    job_history_add(j, &p);
+    assert_int_equal(j->n_history, 1);
+    assert_close(j->history[0].loss, 3, 0);
+    assert_close(j->history[0].val_loss, 2.5, 0);
+    p.is_eval = 0;
+    for (long s = 2; s <= 5000; s++) {
+        p.step = s;
+        p.loss = 1.0 / (double)s;
+        job_history_add(j, &p);
+        assert_true(j->n_history <= 500);
+    }
+    assert_true(j->n_history >= 250);
+    long min_gap = 1L << 30, max_gap = 0;
+    for (int i = 1; i < j->n_history; i++) {
+        long gap = j->history[i].step - j->history[i - 1].step;
+        assert_true(gap > 0);
+        assert_true(isfinite(j->history[i].loss));
+        if (gap < min_gap) min_gap = gap;
+        if (gap > max_gap) max_gap = gap;
+    }
+    assert_int_equal(max_gap, min_gap);
+    assert_true(j->history[j->n_history - 1].step > 5000 - max_gap);
+    job_destroy(j);
+}
+
 static int teardown(void **state) {
     moe_registry_free(reg);
     reg = NULL;
@@ -458,6 +497,7 @@ int main(void) {
         cmocka_unit_test(test_max_jobs),
         cmocka_unit_test(test_shutdown_interrupts),
         cmocka_unit_test(test_recovery_after_crash),
+        cmocka_unit_test(test_history_is_thinned),
     };
     return cmocka_run_group_tests(tests, scratch_setup, teardown);
 }

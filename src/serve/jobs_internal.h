@@ -76,6 +76,8 @@ typedef struct job {
     double metrics[JOB_N_METRICS];
     job_point *history;
     int n_history, cap_history;
+    int history_stride;  /* training reports per kept point (doubles at each thinning) */
+    int history_skipped; /* reports since the last kept one */
     /* expert shares of the last step: [n_layers][n_experts] */
     double *shares;
     int *layer_index; /* model block of each MoE layer */

@@ -134,12 +134,14 @@ cJSON *job_to_json(const struct serve_jobs *js, const job *j, int history, int c
 
 /* ---- history ---- */
 
+/* Every other point, keeping the newest; from then on one training report
+ * in twice as many is kept, so the gaps stay even over the whole run. */
 static void history_thin(job *j) {
-    /* every other point, keeping the newest, so the curve keeps its shape */
     int n = 0;
     for (int i = j->n_history % 2 ? 0 : 1; i < j->n_history; i += 2)
         j->history[n++] = j->history[i];
     j->n_history = n;
+    j->history_stride = (j->history_stride > 0 ? j->history_stride : 1) * 2;
 }
 
 static job_point *history_push(job *j) {
@@ -159,8 +161,19 @@ static job_point *history_push(job *j) {
 
 void job_history_add(job *j, const moe_train_progress *p) {
     job_point *last = j->n_history ? &j->history[j->n_history - 1] : NULL;
-    job_point *pt = last && last->step == p->step ? last : history_push(j);
+    job_point *pt = NULL;
+    if (last && last->step == p->step) {
+        pt = last; /* an evaluation joins its step's training point */
+    } else if (p->is_eval) {
+        pt = history_push(j); /* evaluations are rare: always kept */
+    } else {
+        if (j->n_history >= JOB_HISTORY_MAX) history_thin(j); /* before the stride is used */
+        int stride = j->history_stride > 0 ? j->history_stride : 1;
+        if (last && ++j->history_skipped < stride) return;
+        pt = history_push(j);
+    }
     if (!pt) return; /* out of memory: the curve misses a point */
+    if (!p->is_eval) j->history_skipped = 0;
     pt->step = p->step;
     if (p->is_eval) {
         pt->val_loss = p->val_loss;
