@@ -14,7 +14,7 @@ trap 'stop_server; rm -rf "$WORK"' EXIT
 
 # a model to serve: a few seconds of configs/tiny.json
 $MOE train --config configs/tiny.json --set out_dir="$WORK/runs" --set train.steps=20 \
-  --set train.eval_every=0 --set train.sample_tokens=0 --quiet >/dev/null
+  --set train.eval_every=0 --set train.sample_tokens=0 --quiet >"$WORK/train.log" 2>&1
 model=$(ls -d "$WORK"/runs/tiny-*/checkpoints/best)
 KEY=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
 export MOE_API_KEYS="trainer:train:$KEY"
