@@ -13,6 +13,7 @@
 #include "io/fsutil.h"
 
 #include <cjson/cJSON.h>
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -137,6 +138,7 @@ static void test_short_job_completes(void **state) {
     char hex[16] = "";
     assert_int_equal(sscanf(id, "j-%6u-%8[0-9a-f]", &seq, hex), 2);
     assert_int_equal(strlen(id), 17);
+    assert_int_equal(seq, 1);
     assert_true(serve_name_valid(id));
     cJSON *o = wait_state(js, id, "completed", 120);
     assert_string_equal(str(o, "name"), "short");
@@ -328,6 +330,13 @@ static void test_bad_configs_name_the_key(void **state) {
                "\"./docs/../README.md\", \"out_dir\": \"/tmp/elsewhere\", \"name\": \"x/y\"}}",
                429, "");
     serve_jobs_close(js);
+    /* and no folder was made for any of them */
+    DIR *d = opendir(scratch_path("bad/jobs"));
+    assert_non_null(d);
+    int entries = 0;
+    for (struct dirent *e; (e = readdir(d));) entries += e->d_name[0] != '.';
+    closedir(d);
+    assert_int_equal(entries, 0);
 }
 
 static void test_max_jobs(void **state) {

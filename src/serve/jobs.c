@@ -361,37 +361,51 @@ static void new_id(serve_jobs *js, char *id, size_t cap) {
              rnd[3]);
 }
 
-moe_status serve_jobs_start(serve_jobs *js, const char *body, size_t len, const char *key_id,
-                            char **json, serve_error *err) {
-    *json = NULL;
-    char id[JOB_ID_MAX], name[SERVE_NAME_MAX];
-    pthread_mutex_lock(&js->mu);
-    new_id(js, id, sizeof id);
-    pthread_mutex_unlock(&js->mu);
-    char *dir = job_dir(js, id), *run_dir = job_run_dir(js, id);
-    moe_run_config *cfg = malloc(sizeof *cfg);
-    job *j = job_new();
-    moe_status st = dir && run_dir && cfg && j ? MOE_OK : serve_fail(err, 500, "", "out of memory");
-    if (st == MOE_OK) st = jobs_build_config(js, body, len, dir, cfg, name, sizeof name, err);
-    char *config_text = st == MOE_OK ? moe_config_to_json(cfg) : NULL;
-    if (st == MOE_OK && !(config_text && (j->config = cJSON_Parse(config_text))))
-        st = serve_fail(err, 500, "", "out of memory");
+/* The job's fields from its sandboxed config (caller holds mu). */
+static moe_status fill_job(serve_jobs *js, job *j, moe_run_config *cfg, const char *name,
+                           const char *key_id, serve_error *err) {
+    new_id(js, j->id, sizeof j->id);
+    char *dir = job_dir(js, j->id), *run_dir = job_run_dir(js, j->id);
+    moe_status st = dir && run_dir ? MOE_OK : serve_fail(err, 500, "", "out of memory");
+    if (st == MOE_OK && strlen(dir) >= sizeof cfg->out_dir)
+        st = serve_fail(err, 500, "", "the state directory's path is too long");
+    char *text = NULL;
     if (st == MOE_OK) {
-        snprintf(j->id, sizeof j->id, "%s", id);
+        snprintf(cfg->out_dir, sizeof cfg->out_dir, "%s", dir); /* the sandbox's placeholder */
+        text = moe_config_to_json(cfg);
+        if (!text || !(j->config = cJSON_Parse(text)))
+            st = serve_fail(err, 500, "", "out of memory");
+    }
+    if (st == MOE_OK && fs_mkdir_p(run_dir) != MOE_OK)
+        st = serve_fail(err, 500, "", "cannot create the job's folder: %s", moe_last_error());
+    if (st == MOE_OK) {
         snprintf(j->name, sizeof j->name, "%s", name);
         snprintf(j->key_id, sizeof j->key_id, "%s", key_id ? key_id : "");
         j->state = JOB_QUEUED;
         j->created = time(NULL);
         j->total_steps = cfg->train.steps;
     }
-    free(config_text);
-    free(cfg);
+    free(text);
+    free(dir);
+    free(run_dir);
+    return st;
+}
+
+moe_status serve_jobs_start(serve_jobs *js, const char *body, size_t len, const char *key_id,
+                            char **json, serve_error *err) {
+    *json = NULL;
+    char name[SERVE_NAME_MAX];
+    moe_run_config *cfg = malloc(sizeof *cfg);
+    job *j = job_new();
+    moe_status st = cfg && j ? MOE_OK : serve_fail(err, 500, "", "out of memory");
+    /* outputs provisionally under jobs/; the job's own folder once it has an id */
+    if (st == MOE_OK)
+        st = jobs_build_config(js, body, len, js->jobs_dir, cfg, name, sizeof name, err);
     pthread_mutex_lock(&js->mu);
     if (st == MOE_OK && js->closing)
         st = serve_fail(err, 503, "", "the server is shutting down; retry on its restart");
     if (st == MOE_OK && js->active >= js->max_jobs) st = busy(js, err);
-    if (st == MOE_OK && fs_mkdir_p(run_dir) != MOE_OK)
-        st = serve_fail(err, 500, "", "cannot create the job's folder: %s", moe_last_error());
+    if (st == MOE_OK) st = fill_job(js, j, cfg, name, key_id, err);
     if (st == MOE_OK && jobs_add(js, j) != MOE_OK) st = serve_fail(err, 500, "", "out of memory");
     if (st == MOE_OK) {
         js->active++;
@@ -404,13 +418,12 @@ moe_status serve_jobs_start(serve_jobs *js, const char *body, size_t len, const 
         j = NULL;
     }
     pthread_mutex_unlock(&js->mu);
+    free(cfg);
     if (j) job_persist(js, j); /* the thread may have written first; either way the newest wins */
     if (st != MOE_OK) {
         free(*json);
         *json = NULL;
     }
-    free(dir);
-    free(run_dir);
     return st;
 }
 
