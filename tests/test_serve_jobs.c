@@ -181,6 +181,12 @@ static void test_short_job_completes(void **state) {
     const cJSON *cfg = cJSON_GetObjectItemCaseSensitive(o, "config");
     assert_non_null(cfg);
     assert_string_equal(str(cfg, "name"), "short");
+    /* the server's choices: outputs in the job's folder, a bounded thread count */
+    char out_dir[512];
+    snprintf(out_dir, sizeof out_dir, "%s/jobs/%s", scratch_path("short"), id);
+    assert_string_equal(str(cfg, "out_dir"), out_dir);
+    double threads = num(cJSON_GetObjectItemCaseSensitive(cfg, "train"), "threads");
+    assert_true(threads >= 1 && threads <= sysconf(_SC_NPROCESSORS_ONLN));
     cJSON_Delete(o);
     /* job.json on disk says the same */
     snprintf(path, sizeof path, "%s/jobs/%s/job.json", scratch_path("short"), id);
