@@ -1,7 +1,8 @@
 /* Training jobs: the registry of jobs, one thread per running job, and the
  * states they move through (queued -> running -> completed | failed |
- * cancelled | interrupted). Every state change is written to job.json
- * before anyone is told, and progress at most every two seconds. */
+ * cancelled | interrupted). Every state change is written to job.json (a
+ * run's end before anyone can see it), progress at most every two
+ * seconds; each write replaces the whole file atomically. */
 #include "serve/jobs_internal.h"
 
 #include "io/fsutil.h"
