@@ -360,7 +360,11 @@
     if (!state.key || state.polling) return;
     state.polling = true;
     try {
+      const before = new Map(state.jobs.map(j => [j.id, j.state]));
       await loadJobs();
+      /* announce state changes in the polite status region */
+      const changed = state.jobs.filter(j => before.has(j.id) && before.get(j.id) !== j.state);
+      if (changed.length) setStatus(changed.map(j => 'Job ' + j.id + ' is ' + j.state + '.').join(' '));
       const sel = state.jobs.find(j => j.id === state.selected);
       if (state.selected && (!state.job || ACTIVE[state.job.state] || (sel && sel.state !== state.job.state))) {
         await loadJob();
@@ -592,6 +596,11 @@
         if (rows && rows[i]) box.appendChild(el('p', {class: 'help'}, 'Row: ' + rows[i].join(', ')));
         box.appendChild(probsTable(r.task === 'distribution' ? 'Predicted distribution' : 'Class probabilities',
                                    o.probs, names));
+      } else {
+        /* a reply shape this page does not know: show it as text */
+        const rest = Object.assign({}, o);
+        delete rest.trace;
+        box.appendChild(el('pre', {class: 'generated'}, JSON.stringify(rest, null, 2)));
       }
       out.appendChild(box);
     });
