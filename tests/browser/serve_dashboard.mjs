@@ -11,7 +11,7 @@
 //
 // usage: node tests/browser/serve_dashboard.mjs URL API_KEY MODEL SCREENSHOT.png
 //   env: MOE_CHROMIUM (default /usr/bin/chromium), DASH_JOB_SET (overrides
-//   for the job, default "train.steps=3000 train.log_every=5 train.eval_every=50
+//   for the job, default "train.steps=3000 train.log_every=10 train.eval_every=50
 //   train.sample_tokens=0"), DASH_TIMEOUT_S (whole run, default 150)
 // Exit status 0 when every check passes; otherwise 1, each failure printed.
 import { chromium } from 'playwright-core';
@@ -26,7 +26,7 @@ if (!baseUrl || !apiKey || !modelName || !screenshotPath) {
 }
 const CHROMIUM = process.env.MOE_CHROMIUM || '/usr/bin/chromium';
 const JOB_SET = process.env.DASH_JOB_SET ||
-  'train.steps=3000 train.log_every=5 train.eval_every=50 train.sample_tokens=0';
+  'train.steps=3000 train.log_every=10 train.eval_every=50 train.sample_tokens=0';
 const TIMEOUT_S = Number(process.env.DASH_TIMEOUT_S || 150);
 const INFER_TEXT = 'In the <i>beginning</i> & "so"';
 

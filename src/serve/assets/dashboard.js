@@ -245,6 +245,7 @@
       const name = j.name && j.name !== j.id ? j.name + ' · ' + j.id : j.id;
       tr.appendChild(el('th', {scope: 'row'}, name));
       tr.appendChild(el('td', {class: 'state state-' + j.state}, j.state));
+      if (j.stopping) tr.lastChild.appendChild(el('span', {class: 'help'}, ' (stopping)'));
       const p = j.progress || {};
       const td = el('td');
       const total = isNum(p.total_steps) && p.total_steps > 0 ? p.total_steps : 0;
@@ -260,7 +261,7 @@
       const actions = el('td');
       actions.appendChild(button('View', 'view:' + j.id, 'secondary', () => selectJob(j.id),
                                  'View job ' + j.id));
-      if (ACTIVE[j.state]) {
+      if (ACTIVE[j.state] && !j.stopping) {
         actions.appendChild(button('Cancel', 'cancel:' + j.id, 'danger', () => cancelJob(j.id),
                                    'Cancel job ' + j.id));
       }
@@ -402,7 +403,8 @@
     const m = j.metrics || {};
     const dl = $('job-facts');
     clear(dl);
-    fact(dl, 'State', j.state + (j.resumable ? ' (resumable)' : ''));
+    fact(dl, 'State', j.state + (j.stopping ? ' (stopping)' : '') + (j.resumable ? ' (resumable)' : ''));
+    if (j.stop_reason) fact(dl, 'Stopped because', j.stop_reason);
     fact(dl, 'Step', (isNum(p.step) ? p.step : 0) + (isNum(p.total_steps) ? ' / ' + p.total_steps : ''));
     fact(dl, 'Train loss', fmt(m.train_loss));
     fact(dl, 'Validation loss', fmt(m.val_loss));
@@ -461,12 +463,15 @@
   }
   function drawExperts(j) {
     const layers = j.experts && Array.isArray(j.experts.layers) ? j.experts.layers : [];
+    /* the model's layer numbers when the job gives them (MoE may skip layers) */
+    const index = j.experts && Array.isArray(j.experts.layer_index) ? j.experts.layer_index : [];
+    const layerName = l => String(isNum(index[l]) ? index[l] : l);
     const nExp = layers.reduce((n, l) => Math.max(n, Array.isArray(l) ? l.length : 0), 0);
     const names = Array.from({length: nExp}, (_, e) => 'E' + e);
     const traces = layers.map((shares, l) => ({
-      type: 'bar', name: 'layer ' + l, x: names, y: shares,
+      type: 'bar', name: 'layer ' + layerName(l), x: names, y: shares,
       marker: {color: SERIES_COLOURS[l % SERIES_COLOURS.length], line: {color: TEXT, width: 1}},
-      hovertemplate: 'layer ' + l + ', %{x}: %{y:.1%}<extra></extra>',
+      hovertemplate: 'layer ' + layerName(l) + ', %{x}: %{y:.1%}<extra></extra>',
     }));
     const layout = baseLayout('Expert utilization', 'expert', 'share of tokens');
     layout.barmode = 'group';
@@ -491,7 +496,7 @@
     thead.appendChild(hr);
     layers.forEach((shares, l) => {
       const tr = el('tr');
-      tr.appendChild(el('th', {scope: 'row'}, String(l)));
+      tr.appendChild(el('th', {scope: 'row'}, layerName(l)));
       for (let e = 0; e < nExp; e++) tr.appendChild(el('td', {class: 'num'}, pct(shares[e])));
       tbody.appendChild(tr);
     });
