@@ -223,7 +223,13 @@
     }
     $('generate').hidden = !(m && m.task === 'lm');
   }
-  $('infer-model').addEventListener('change', modelChanged);
+  $('infer-model').addEventListener('change', () => {
+    /* the last answer belongs to the previous model */
+    clear($('infer-result'));
+    clear($('gen-result'));
+    showTrace(null);
+    modelChanged();
+  });
 
   /* ---- jobs --------------------------------------------------------------- */
   async function loadJobs() {
@@ -565,6 +571,7 @@
   }
 
   function renderPrediction(model, r, rows) {
+    const body = {rows: rows};
     const out = $('infer-result');
     clear(out);
     const outputs = Array.isArray(r.outputs) ? r.outputs : [];
@@ -611,7 +618,7 @@
     });
     if (isNum(r.batch_size)) {
       out.appendChild(el('p', {class: 'help'}, 'Served in a batch of ' + r.batch_size + ' request(s); ' +
-        (r.usage && isNum(r.usage.tokens) ? r.usage.tokens + ' tokens.' : '')));
+        (r.usage && isNum(r.usage.tokens) ? r.usage.tokens + (body.rows ? ' row(s).' : ' tokens.') : '')));
     }
     const first = outputs[0];
     showTrace(first && first.trace ? first.trace.tokens : null);
