@@ -238,6 +238,7 @@ try {
   const inferRes = await inferred;
   const answer = await inferRes.json();
   check(inferRes.status() === 200, `POST /v1/infer answered ${inferRes.status()}: ${JSON.stringify(answer)}`);
+  if (inferRes.status() !== 200) throw new Error('the inference failed; the checks after it did not run');
   const sent = JSON.parse(inferRes.request().postData() || '{}');
   check(sent.trace === true && sent.text === INFER_TEXT, `the page sent ${JSON.stringify(sent)}`);
   await page.waitForFunction(() => window.moeDashboard.infers >= 1);
@@ -296,7 +297,9 @@ try {
     await page.press('#gen-prompt', 'Enter');
     const genRes = await gen;
     const g = await genRes.json();
-    check(genRes.status() === 200, `POST /v1/generate answered ${genRes.status()}: ${JSON.stringify(g)}`);
+    if (!check(genRes.status() === 200, `POST /v1/generate answered ${genRes.status()}: ${JSON.stringify(g)}`)) {
+      throw new Error('the generation failed; the checks after it did not run');
+    }
     await page.locator('#gen-result .completion').waitFor();
     const shown = await page.textContent('#gen-result .completion');
     check(shown === g.text, 'the generated text is not shown as sent');
@@ -401,14 +404,19 @@ try {
   check(contrast.bad.length === 0, `contrast below WCAG 2.1 AA (${contrast.bad.length}):\n  ${contrast.bad.slice(0, 40).join('\n  ')}` +
         (contrast.bad.length > 40 ? `\n  … and ${contrast.bad.length - 40} more` : ''));
 
-  check(errors.length === 0, `errors in the page:\n  ${errors.join('\n  ')}`);
-  fs.mkdirSync(path.dirname(path.resolve(screenshotPath)), { recursive: true });
-  await page.screenshot({ path: screenshotPath, fullPage: true });
-  log(`screenshot: ${path.resolve(screenshotPath)}`);
 } catch (e) {
   failures.push(`${e.message.split('\n')[0]}`);
-  if (errors.length) failures.push(`errors in the page:\n  ${errors.join('\n  ')}`);
 } finally {
+  check(errors.length === 0, `errors in the page:\n  ${errors.join('\n  ')}`);
+  // the screenshot also when a check failed: it shows what the page looked like
+  try {
+    const page = context.pages()[0];
+    fs.mkdirSync(path.dirname(path.resolve(screenshotPath)), { recursive: true });
+    await page.screenshot({ path: screenshotPath, fullPage: true });
+    log(`screenshot: ${path.resolve(screenshotPath)}`);
+  } catch (e) {
+    failures.push(`no screenshot: ${e.message.split('\n')[0]}`);
+  }
   await context.close();
   fs.rmSync(userDataDir, { recursive: true, force: true });
   clearTimeout(watchdog);
