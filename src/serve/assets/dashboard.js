@@ -418,7 +418,7 @@
     fact(dl, 'Learning rate', isNum(m.lr) ? m.lr.toExponential(2) : '–');
     if (isNum(m.tokens_per_s)) fact(dl, 'Tokens/s', fmtCount(Math.round(m.tokens_per_s)));
     fact(dl, 'Elapsed', isNum(p.elapsed_s) ? p.elapsed_s.toFixed(1) + ' s' : '–');
-    fact(dl, 'Time left', isNum(p.eta_s) ? p.eta_s.toFixed(1) + ' s' : '–');
+    if (ACTIVE[j.state]) fact(dl, 'Time left', isNum(p.eta_s) ? p.eta_s.toFixed(1) + ' s' : '–');
     if (j.key_id) fact(dl, 'Started by key', j.key_id);
     $('job-error').hidden = !j.error;
     $('job-error').textContent = j.error ? 'Error: ' + j.error : '';
