@@ -283,7 +283,7 @@ try {
       log(`inference: "${v.prediction}", ${v.chips.length} chips, ${v.candidates} candidates, legend ${v.legend.join(' ')}`);
       if (answer.task === 'lm') {
         check(v.candidates === (out.next || []).length && v.candidates > 0, 'the next-token candidates are not listed');
-        check(traceTokens.map(t => t.text).join('') !== INFER_TEXT || v.chips.map(c => c.tok).join('') === INFER_TEXT,
+        check(traceTokens.map(t => t.text).join('') !== INFER_TEXT || v.chips.map(c => c.tok.replace(/␣/g, ' ')).join('') === INFER_TEXT,
               'the chips do not spell the input text');
       }
       check(v.prediction && v.prediction.length > 0, 'no prediction shown');

@@ -53,9 +53,11 @@
     return String(v);
   }
   function pct(v) { return isNum(v) ? (100 * v).toFixed(1) + '%' : '–'; }
-  /* A token's text with whitespace made visible ("\n" as ↵, tab as →). */
+  /* A token's text with whitespace made visible (space as ␣, "\n" as ↵,
+   * tab as →) so a chip is never blank. */
   function showToken(t) {
-    return String(t === undefined || t === null ? '' : t).replace(/\n/g, '↵').replace(/\t/g, '→');
+    return String(t === undefined || t === null ? '' : t).replace(/ /g, '␣').replace(/\n/g, '↵')
+      .replace(/\t/g, '→');
   }
 
   /* WCAG relative luminance and the better of black/white text for bg. */
