@@ -213,21 +213,37 @@ try {
     check(r.length >= 2 && Math.abs(sum - 100) < 1.5, `a layer's expert shares do not sum to 100%: ${r}`);
   }
 
-  // ---- 5. cancel it ---------------------------------------------------------
-  const cancelBtn = page.locator(`button[data-action="cancel:${job.id}"]`);
-  if (await cancelBtn.count()) {
-    await cancelBtn.click();
-  }
-  await page.waitForFunction(id => {
+  // ---- 5. cancel it, resume it, cancel it again ------------------------------
+  const stateOf = () => page.textContent(`#jobs-table tr[data-job="${job.id}"] td.state`);
+  const waitEnded = () => page.waitForFunction(id => {
     const td = document.querySelector(`#jobs-table tr[data-job="${id}"] td.state`);
     return td && /^(cancelled|completed)$/.test(td.textContent);
   }, job.id, { timeout: 60000 });
-  const endState = await page.textContent(`#jobs-table tr[data-job="${job.id}"] td.state`);
+  const cancelBtn = page.locator(`button[data-action="cancel:${job.id}"]`);
+  if (await cancelBtn.count()) await cancelBtn.click();
+  await waitEnded();
+  let endState = await stateOf();
   log(`job ended: ${endState}`);
+  const resumeBtn = page.locator(`button[data-action="resume:${job.id}"]`);
   if (endState === 'cancelled') {
-    await page.locator(`button[data-action="resume:${job.id}"]`).waitFor({ timeout: 5000 }).catch(() => {
-      log('note: the cancelled job offers no Resume button (no checkpoint yet?)');
-    });
+    check(await resumeBtn.count() === 1, 'the cancelled job offers no Resume button');
+  }
+  if (await resumeBtn.count()) {
+    const resumed = page.waitForResponse(r => r.url().endsWith(`/v1/jobs/${job.id}/resume`));
+    await resumeBtn.click();
+    const resumeRes = await resumed;
+    check(resumeRes.ok(), `POST /v1/jobs/${job.id}/resume answered ${resumeRes.status()}`);
+    await page.waitForFunction(id => {
+      const tr = document.querySelector(`#jobs-table tr[data-job="${id}"]`);
+      const st = tr ? tr.querySelector('td.state').textContent : '';
+      return /^completed/.test(st) ||
+        (/^(queued|running)/.test(st) && tr.querySelector(`button[data-action="cancel:${id}"]`));
+    }, job.id, { timeout: 30000 });
+    log(`job resumed: ${await stateOf()}`);
+    if (await cancelBtn.count()) await cancelBtn.click();
+    await waitEnded();
+    endState = await stateOf();
+    log(`job ended again: ${endState}`);
   }
 
   // ---- 6. inference with the routing trace (Enter submits) ------------------

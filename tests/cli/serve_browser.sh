@@ -26,6 +26,7 @@ stop_server() {
   fi
 }
 trap 'stop_server; rm -rf "$WORK"' EXIT
+trap 'exit 1' INT TERM
 
 MOE_API_KEYS="dash:train:$key" $MOE serve --port 0 --port-file "$WORK/port" \
   --state-dir "$WORK/state" --configs-dir configs --data-dir . \

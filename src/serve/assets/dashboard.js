@@ -339,6 +339,7 @@
     const job = await attempt('Cancelling ' + id, () => api('DELETE', '/v1/jobs/' + encodeURIComponent(id)));
     if (job) setStatus('Job ' + id + ': cancel requested (' + job.state + ').');
     await pollOnce();
+    schedulePoll(); /* until it has stopped */
   }
   async function resumeJob(id) {
     clearErrors();
@@ -346,6 +347,7 @@
                               () => api('POST', '/v1/jobs/' + encodeURIComponent(id) + '/resume', {}));
     if (job) setStatus('Job ' + id + ' resumed (' + job.state + ').');
     await pollOnce();
+    schedulePoll(); /* the poll loop stopped when every job had ended */
   }
 
   async function selectJob(id) {
