@@ -27,6 +27,7 @@
     job: null,      /* its latest GET /v1/jobs/{id} */
     pollTimer: 0,
     polling: false,
+    refused: false, /* the server refused the key: stop polling */
     trace: null,    /* the last inference's trace tokens */
   };
   const dash = (window.moeDashboard = {polls: 0, lossPoints: 0, expertLayers: 0, infers: 0});
@@ -150,6 +151,7 @@
   $('key-form').addEventListener('submit', ev => {
     ev.preventDefault();
     state.key = $('api-key').value.trim();
+    state.refused = false;
     try {
       if (state.key) sessionStorage.setItem(KEY_STORE, state.key);
       else sessionStorage.removeItem(KEY_STORE);
@@ -384,6 +386,7 @@
     } catch (e) {
       if (!(e instanceof ApiError)) throw e;
       showError('Polling jobs', e);
+      if (e.status === 401 || e.status === 403) state.refused = true; /* until a new key */
     } finally {
       state.polling = false;
     }
@@ -395,7 +398,7 @@
     state.pollTimer = setTimeout(async () => {
       state.pollTimer = 0;
       await pollOnce();
-      if (state.key) schedulePoll();
+      if (state.key && !state.refused) schedulePoll();
     }, POLL_MS);
   }
 
