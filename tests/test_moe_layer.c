@@ -243,6 +243,84 @@ static void test_no_growth_after_first_step(void **state) {
     run_free(&r);
 }
 
+/* Routing fallback: a NaN in token 3's input sends it (only it) to the
+ * fallback expert with weight 1, counted; every other token routes and
+ * computes exactly as in a run without the NaN. Off, the NaN token routes
+ * as the argmax of NaNs would, uncounted. */
+static void test_fallback_nan_input(void **state) {
+    (void)state;
+    enum { T = 8, D = 6, E = 4, NT = 3, FB = 2 };
+    moe_layer_config cfg = layer_cfg(D, E, 2, 5, MOE_ACT_GELU);
+    cfg.renormalize = 1;
+    cfg.switch_coef = cfg.z_coef = 0.01f;
+    cfg.fallback_expert = FB;
+    run clean, bad;
+    run_init(&clean, &cfg, T, 11);
+    run_init(&bad, &cfg, T, 11);
+    assert_int_equal(run_forward(&clean, &cfg, 0, 1), MOE_OK);
+    assert_int_equal(clean.st->n_fallback, 0);
+    bad.x[NT * D + 1] = NAN;
+    assert_int_equal(run_forward(&bad, &cfg, 0, 1), MOE_OK);
+    assert_int_equal(bad.st->n_fallback, 1);
+    assert_non_null(bad.st->fallback);
+    for (int t = 0; t < T; t++) {
+        assert_int_equal(bad.st->fallback[t], t == NT);
+        if (t == NT) {
+            assert_int_equal(bad.st->chosen[t * 2], FB);
+            assert_close(bad.st->gate[t * 2], 1, 0);
+            assert_close(bad.st->gate[t * 2 + 1], 0, 0);
+            assert_true(bad.st->chosen[t * 2 + 1] != FB);
+            continue;
+        }
+        for (int j = 0; j < 2; j++) {
+            assert_int_equal(bad.st->chosen[t * 2 + j], clean.st->chosen[t * 2 + j]);
+            assert_close(bad.st->gate[t * 2 + j], clean.st->gate[t * 2 + j], 0);
+        }
+        for (int d = 0; d < D; d++) assert_close(bad.out[t * D + d], clean.out[t * D + d], 0);
+    }
+    /* the statistics and auxiliary losses stay finite */
+    assert_true(isfinite(bad.st->aux_total) && isfinite(bad.st->router_entropy));
+    for (int e = 0; e < E; e++) assert_true(isfinite(bad.st->mean_prob[e]));
+    run_free(&clean);
+    run_free(&bad);
+}
+
+/* A NaN in expert 1's router row makes every token's logits non-finite:
+ * all go to the fallback expert, their outputs (finite inputs, finite
+ * expert weights) are finite, and backward gives the router nothing. */
+static void test_fallback_nan_gate_row(void **state) {
+    (void)state;
+    enum { T = 10, D = 6, E = 4, FB = 0 };
+    moe_layer_config cfg = layer_cfg(D, E, 2, 5, MOE_ACT_RELU);
+    cfg.fallback_expert = FB;
+    cfg.switch_coef = 0.01f;
+    run r;
+    run_init(&r, &cfg, T, 21);
+    r.b.p.gate[1 * D + 2] = NAN;
+    assert_int_equal(run_forward(&r, &cfg, 1, 1), MOE_OK);
+    assert_int_equal(r.st->n_fallback, T);
+    for (int t = 0; t < T; t++) assert_int_equal(r.st->chosen[t * 2], FB);
+    for (int i = 0; i < T * D; i++) assert_true(isfinite(r.out[i]));
+    assert_int_equal(r.st->expert_tokens[FB], T);
+    assert_int_equal(moe_layer_backward(&cfg, &r.b.p, &r.b.g, r.dx, r.dout, r.cache, 1, &r.arena),
+                     MOE_OK);
+    for (int i = 0; i < E * D; i++) assert_true(r.b.g.gate[i] == 0);
+    run_free(&r);
+    /* off: the same router is not rescued */
+    cfg.fallback_expert = -1;
+    run_init(&r, &cfg, T, 21);
+    r.b.p.gate[1 * D + 2] = NAN;
+    assert_int_equal(run_forward(&r, &cfg, 0, 1), MOE_OK);
+    assert_int_equal(r.st->n_fallback, 0);
+    assert_null(r.st->fallback);
+    run_free(&r);
+    /* out of range */
+    cfg.fallback_expert = E;
+    assert_int_equal(moe_layer_config_check(&cfg), MOE_ERR_INVALID);
+    cfg.fallback_expert = -2;
+    assert_int_equal(moe_layer_config_check(&cfg), MOE_ERR_INVALID);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pairs_add_up),
@@ -253,6 +331,8 @@ int main(void) {
         cmocka_unit_test(test_noisy_deterministic),
         cmocka_unit_test(test_top1_renorm_no_router_grad),
         cmocka_unit_test(test_no_growth_after_first_step),
+        cmocka_unit_test(test_fallback_nan_input),
+        cmocka_unit_test(test_fallback_nan_gate_row),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

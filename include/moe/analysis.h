@@ -58,6 +58,21 @@ void moe_gate_sparsity_flops(const moe_gate_sparsity *s, double *skippable, doub
  * "gated_conv_flops", "skippable_flops", "skippable_fraction"}. */
 struct cJSON *moe_gate_sparsity_json(const moe_gate_sparsity *s);
 
+/* Routing trace of a transformer's last forward (moe route, moe serve):
+ * for tokens ids[0..n), which sit at rows first_row.. of every MoE layer's
+ * statistics (the row of token t of sequence b is b * T + t without a
+ * padding mask; with one, rows count real tokens only), an array of
+ * {"text", "id", "layers": [{"layer", "experts": [k, best first],
+ * "weights": [k], "kept": [k bools], "fallback": bool}]}. Texts come from
+ * tok (NULL: byte-level, printable ASCII or "?"), made valid UTF-8. */
+struct moe_model;
+struct moe_tokenizer;
+struct cJSON *moe_routing_trace_json(const struct moe_model *m, const struct moe_tokenizer *tok,
+                                     const int32_t *ids, int n, long first_row);
+/* A token's text for JSON: tok's bytes with invalid UTF-8 replaced by "?"
+ * (byte-level when tok is NULL: printable ASCII, else "?"); malloc'd. */
+char *moe_token_display_text(const struct moe_tokenizer *tok, int32_t id);
+
 #ifdef __cplusplus
 }
 #endif

@@ -55,6 +55,11 @@ typedef struct moe_layer_config {
     int shared_d_ff;         /* hidden width of an always-on shared expert
                                 (same activation), 0 = none */
     moe_routing routing;
+    int fallback_expert; /* >= 0: a token whose routing logits are not all finite
+                            goes to this expert with weight 1 (the other k - 1
+                            slots: the lowest-numbered other experts, weight 0)
+                            and adds no router gradient; -1 = off (the default,
+                            model.moe.fallback_expert). Top-k routing only. */
     /* auxiliary loss coefficients (0 = off) */
     float switch_coef;      /* Switch: coef * E * sum_i f_i P_i */
     int switch_divide_by_k; /* 1: f_i counts pairs / (T*k), balanced = 1
@@ -83,17 +88,19 @@ typedef struct moe_layer_params {
 
 /* What one forward measured; arrays live in the arena. */
 typedef struct moe_layer_stats {
-    int n_tokens;          /* T */
-    int n_pairs;           /* T * k */
-    int n_dropped;         /* pairs over capacity */
-    int *expert_tokens;    /* [E] pairs kept per expert */
-    int top_k;             /* k */
-    const int *chosen;     /* [T, k] experts of each token, best first */
-    const moe_real *gate;  /* [T, k] their routing weights */
-    const int *kept_pair;  /* [T * k] >= 0 when the pair was kept, -1 when dropped */
-    moe_real *mean_prob;   /* [E] mean router probability P_i */
-    double router_entropy; /* mean over tokens of -sum p log p (nats) */
-    double aux_switch;     /* each auxiliary loss, unweighted */
+    int n_tokens;                  /* T */
+    int n_pairs;                   /* T * k */
+    int n_dropped;                 /* pairs over capacity */
+    int *expert_tokens;            /* [E] pairs kept per expert */
+    int top_k;                     /* k */
+    const int *chosen;             /* [T, k] experts of each token, best first */
+    const moe_real *gate;          /* [T, k] their routing weights */
+    const int *kept_pair;          /* [T * k] >= 0 when the pair was kept, -1 when dropped */
+    int n_fallback;                /* tokens sent to the fallback expert (non-finite logits) */
+    const unsigned char *fallback; /* [T] 1 for those tokens, or NULL when off */
+    moe_real *mean_prob;           /* [E] mean router probability P_i */
+    double router_entropy;         /* mean over tokens of -sum p log p (nats) */
+    double aux_switch;             /* each auxiliary loss, unweighted */
     double aux_z;
     double aux_var;
     double aux_cv;

@@ -2,6 +2,7 @@
  * every MoE layer of a checkpoint, as JSON (and the class probabilities of a
  * classifier). */
 #include "cli/cli.h"
+#include "moe/analysis.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -46,43 +47,6 @@ static int tokenize(const moe_run_config *cfg, const moe_model_config *mc, const
     free(body);
     *n = (int)n_ids + 1;
     return 0;
-}
-
-static char *token_text(const moe_tokenizer *tok, int32_t id) {
-    char *s = NULL;
-    if (tok && moe_tokenizer_token_text(tok, id, &s) == MOE_OK) return s;
-    s = malloc(8);
-    if (s) snprintf(s, 8, "%c", id >= 32 && id < 127 ? (char)id : '?');
-    return s;
-}
-
-static cJSON *routes_json(const moe_model *m, const moe_tokenizer *tok, const int32_t *ids, int n) {
-    cJSON *tokens = cJSON_CreateArray();
-    for (int j = 0; j < n; j++) {
-        cJSON *t = cJSON_CreateObject();
-        char *text = token_text(tok, ids[j]);
-        cJSON_AddStringToObject(t, "text", text ? text : "");
-        free(text);
-        cJSON_AddNumberToObject(t, "id", ids[j]);
-        cJSON *layers = cJSON_AddArrayToObject(t, "layers");
-        for (int i = 0; i < moe_model_moe_layers(m); i++) {
-            const moe_layer_stats *s = moe_model_layer_stats(m, i);
-            cJSON *l = cJSON_CreateObject();
-            cJSON_AddNumberToObject(l, "layer", moe_model_moe_layer_index(m, i));
-            cJSON *ex = cJSON_AddArrayToObject(l, "experts");
-            cJSON *w = cJSON_AddArrayToObject(l, "weights");
-            cJSON *kept = cJSON_AddArrayToObject(l, "kept");
-            for (int k = 0; k < s->top_k; k++) {
-                size_t p = (size_t)j * s->top_k + k;
-                cJSON_AddItemToArray(ex, cJSON_CreateNumber(s->chosen[p]));
-                cJSON_AddItemToArray(w, cJSON_CreateNumber(s->gate[p]));
-                cJSON_AddItemToArray(kept, cJSON_CreateBool(s->kept_pair[p] >= 0));
-            }
-            cJSON_AddItemToArray(layers, l);
-        }
-        cJSON_AddItemToArray(tokens, t);
-    }
-    return tokens;
 }
 
 static void add_class_probs(cJSON *o, const moe_model *m) {
@@ -139,7 +103,7 @@ int cmd_route(int argc, char **argv) {
         cJSON_AddStringToObject(o, "checkpoint", ckpt);
         cJSON_AddNumberToObject(o, "n_experts", mc->moe.n_experts);
         cJSON_AddNumberToObject(o, "top_k", mc->moe.top_k);
-        cJSON_AddItemToObject(o, "tokens", routes_json(m, tok, ids, n));
+        cJSON_AddItemToObject(o, "tokens", moe_routing_trace_json(m, tok, ids, n, 0));
         add_class_probs(o, m);
         char *s = cJSON_Print(o);
         printf("%s\n", s);

@@ -93,6 +93,7 @@ const cfg_field cfg_fields[] = {
     FLT("model.moe.capacity_factor", model.moe.capacity_factor, 0, -1, 1e6),
     INT("model.moe.shared_d_ff", model.moe.shared_d_ff, 0, 0, 1 << 20),
     ENUM("model.moe.routing", model.moe.routing, MOE_ROUTE_TOPK, routing_names),
+    INT("model.moe.fallback_expert", model.moe.fallback_expert, -1, -1, 4095),
     FLT("model.moe.switch_coef", model.moe.switch_coef, 0.01, 0, BIG),
     BOOL("model.moe.switch_divide_by_k", model.moe.switch_divide_by_k, 1),
     FLT("model.moe.z_coef", model.moe.z_coef, 0, 0, BIG),

@@ -78,6 +78,10 @@ static moe_status check_model(const moe_model_config *m) {
         FAIL("model.moe_every (%d) is larger than model.n_layer (%d), so no layer would be MoE; "
              "set model.moe_every to 0 for a dense model or at most n_layer",
              m->moe_every, m->n_layer);
+    if (m->moe.fallback_expert >= m->moe.n_experts)
+        FAIL("model.moe.fallback_expert (%d) must be an expert below model.moe.n_experts (%d), "
+             "or -1 (off)",
+             m->moe.fallback_expert, m->moe.n_experts);
     if (m->moe_every > 0) {
         const moe_layer_config *e = &m->moe;
         if (e->top_k > e->n_experts)

@@ -10,35 +10,38 @@
 
 /* Everything forward saves for backward. Arrays live in the arena. */
 struct moe_layer_cache {
-    int T;                /* tokens */
-    int R;                /* kept pairs = rows of xp, h, y */
-    int noisy;            /* noise was drawn (cfg->noisy && training) */
-    const moe_real *x;    /* [T, D] the caller's input; unchanged until backward */
-    moe_real *clean;      /* [T, E] x Wg^T / temperature */
-    moe_real *noise_raw;  /* [T, E] x Wn^T (noisy) */
-    moe_real *noise_std;  /* [T, E] (softplus(raw) + 0.01) / temperature (noisy) */
-    moe_real *eps;        /* [T, E] N(0, 1) draws (noisy) */
-    moe_real *logits;     /* [T, E] routing logits: clean + eps * std (== clean if not noisy) */
-    moe_real *scores;     /* [T, E] softmax or sigmoid of logits */
-    moe_real *lse;        /* [T] logsumexp of logits (z-loss) */
-    int *chosen;          /* [T, k] experts, best first */
-    int *next;            /* [T] expert ranked k+1 (-1 when k == E); Shazeer's load */
-    moe_real *weights;    /* [T, k] routing weights */
-    int *routed;          /* [E] pairs chosen per expert, before capacity */
-    int *kept;            /* [E] pairs kept per expert */
-    int n_dropped;        /* pairs over capacity */
-    int *row_of;          /* [T * k] row of pair t*k+j in xp/y, -1 if dropped */
-    int *offsets;         /* [E + 1] first row of each expert */
-    int *perm;            /* [R] pair index of each row */
-    moe_real *xp;         /* [R, D] gathered inputs */
-    moe_real *ha;         /* [R, F] pre-activation (x W1^T + b1) */
-    moe_real *hb;         /* [R, F] x W3^T + b3 (SwiGLU) */
-    moe_real *h;          /* [R, F] activation: forward scratch, NULL after */
-    moe_real *y;          /* [R, D] expert outputs */
-    moe_real *sa, *sb;    /* [T, Fs] shared expert pre-activations */
-    moe_real *P;          /* [E] mean score per expert */
-    moe_real *importance; /* [E] sum of gate weights per expert */
-    moe_real *load;       /* [E] smooth (noisy) or hard load per expert */
+    int T;                   /* tokens */
+    int R;                   /* kept pairs = rows of xp, h, y */
+    int noisy;               /* noise was drawn (cfg->noisy && training) */
+    const moe_real *x;       /* [T, D] the caller's input; unchanged until backward */
+    moe_real *clean;         /* [T, E] x Wg^T / temperature */
+    moe_real *noise_raw;     /* [T, E] x Wn^T (noisy) */
+    moe_real *noise_std;     /* [T, E] (softplus(raw) + 0.01) / temperature (noisy) */
+    moe_real *eps;           /* [T, E] N(0, 1) draws (noisy) */
+    moe_real *logits;        /* [T, E] routing logits: clean + eps * std (== clean if not noisy) */
+    moe_real *scores;        /* [T, E] softmax or sigmoid of logits */
+    moe_real *lse;           /* [T] logsumexp of logits (z-loss) */
+    int *chosen;             /* [T, k] experts, best first */
+    int *next;               /* [T] expert ranked k+1 (-1 when k == E); Shazeer's load */
+    moe_real *weights;       /* [T, k] routing weights */
+    unsigned char *fallback; /* [T] 1: non-finite logits, sent to the fallback expert
+                                (NULL when cfg->fallback_expert < 0) */
+    int n_fallback;          /* how many such tokens */
+    int *routed;             /* [E] pairs chosen per expert, before capacity */
+    int *kept;               /* [E] pairs kept per expert */
+    int n_dropped;           /* pairs over capacity */
+    int *row_of;             /* [T * k] row of pair t*k+j in xp/y, -1 if dropped */
+    int *offsets;            /* [E + 1] first row of each expert */
+    int *perm;               /* [R] pair index of each row */
+    moe_real *xp;            /* [R, D] gathered inputs */
+    moe_real *ha;            /* [R, F] pre-activation (x W1^T + b1) */
+    moe_real *hb;            /* [R, F] x W3^T + b3 (SwiGLU) */
+    moe_real *h;             /* [R, F] activation: forward scratch, NULL after */
+    moe_real *y;             /* [R, D] expert outputs */
+    moe_real *sa, *sb;       /* [T, Fs] shared expert pre-activations */
+    moe_real *P;             /* [E] mean score per expert */
+    moe_real *importance;    /* [E] sum of gate weights per expert */
+    moe_real *load;          /* [E] smooth (noisy) or hard load per expert */
     moe_layer_stats *stats;
 };
 

@@ -32,6 +32,36 @@ static void top_n(int *idx, const moe_real *l, int E, int n) {
     }
 }
 
+/* Token t's logits are not all finite (a NaN or Inf in its input or in a
+ * router row): it goes to the fallback expert with weight 1, the other k - 1
+ * slots to the lowest-numbered other experts with weight 0 (so the pair
+ * count, capacity and dispatch stay as for any token). Its scores become
+ * one-hot and its logsumexp 0, so the mean probabilities, entropy and
+ * auxiliary losses stay finite; backward gives it no router gradient. */
+static void route_fallback(moe_layer_cache *c, const moe_layer_config *cfg, int t) {
+    const int E = cfg->n_experts, k = cfg->top_k, fb = cfg->fallback_expert;
+    moe_real *s = c->scores + (size_t)t * E;
+    int *ch = c->chosen + (size_t)t * k;
+    moe_real *w = c->weights + (size_t)t * k;
+    for (int e = 0; e < E; e++) s[e] = e == fb;
+    c->lse[t] = 0;
+    ch[0] = fb;
+    w[0] = 1;
+    for (int j = 1, e = 0; j < k; j++, e++) {
+        if (e == fb) e++;
+        ch[j] = e;
+        w[j] = 0;
+    }
+    c->next[t] = -1;
+    c->fallback[t] = 1;
+}
+
+static int all_finite(const moe_real *l, int E) {
+    for (int e = 0; e < E; e++)
+        if (!isfinite(l[e])) return 0;
+    return 1;
+}
+
 /* Scores, top-k and weights of token t. */
 static void route_token(moe_layer_cache *c, const moe_layer_config *cfg, int t) {
     const int E = cfg->n_experts, k = cfg->top_k;
@@ -39,6 +69,10 @@ static void route_token(moe_layer_cache *c, const moe_layer_config *cfg, int t) 
     moe_real *s = c->scores + (size_t)t * E;
     int *ch = c->chosen + (size_t)t * k;
     moe_real *w = c->weights + (size_t)t * k;
+    if (c->fallback && cfg->routing == MOE_ROUTE_TOPK && !all_finite(l, E)) {
+        route_fallback(c, cfg, t);
+        return;
+    }
     /* the logsumexp also feeds the z-loss, for sigmoid routers too */
     c->lse[t] = (moe_real)softmax_row(s, l, E);
     if (cfg->score == MOE_SCORE_SIGMOID)
@@ -84,6 +118,12 @@ moe_status moe_router_forward(moe_layer_cache *c, const moe_layer_config *cfg,
     c->weights = ALLOC((size_t)T * k, moe_real);
     if (!c->clean || !c->scores || !c->lse || !c->chosen || !c->next || !c->weights)
         return MOE_ERR_NOMEM;
+    c->fallback = NULL;
+    c->n_fallback = 0;
+    if (cfg->fallback_expert >= 0) {
+        c->fallback = moe_arena_calloc(arena, (size_t)T);
+        if (!c->fallback) return MOE_ERR_NOMEM;
+    }
 
     gemm(0, 1, T, E, D, (moe_real)inv_temp, x, D, p->gate, D, 0, c->clean, E);
     c->logits = c->clean;
@@ -108,6 +148,8 @@ moe_status moe_router_forward(moe_layer_cache *c, const moe_layer_config *cfg,
     }
 #pragma omp parallel for schedule(static)
     for (int t = 0; t < T; t++) route_token(c, cfg, t);
+    if (c->fallback)
+        for (int t = 0; t < T; t++) c->n_fallback += c->fallback[t];
     return MOE_OK;
 }
 
@@ -126,6 +168,11 @@ static void token_backward(moe_real *dl, moe_real *dsd, double *dp, const moe_re
     for (int e = 0; e < E; e++) {
         dl[e] = 0;
         dp[e] = dP ? dP[e] / T : 0; /* P_i = mean_t score_ti */
+    }
+    if (c->fallback && c->fallback[t]) { /* fixed routing: no router gradient */
+        if (c->noisy)
+            for (int e = 0; e < E; e++) dsd[e] = 0;
+        return;
     }
     /* gate weights (round robin weights are constants) */
     if (cfg->routing == MOE_ROUTE_TOPK) {

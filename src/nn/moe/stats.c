@@ -22,6 +22,8 @@ moe_status moe_stats_forward(moe_layer_cache *c, const moe_layer_config *cfg, mo
     st->gate = c->weights;
     st->kept_pair = c->row_of;
     st->mean_prob = c->P;
+    st->n_fallback = c->n_fallback;
+    st->fallback = c->fallback;
     double ent = 0;
 #pragma omp parallel for reduction(+ : ent) schedule(static)
     for (int t = 0; t < T; t++) {
