@@ -143,6 +143,33 @@ static moe_status make_dir(const char *path) {
     return moe_error(MOE_ERR_IO, "cannot create the state directory %s: %s", path, strerror(errno));
 }
 
+static int hex_value(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/* Decodes %XX in place like libmicrohttpd's own, except %00: a NUL would
+ * cut the path short ("/v1/jobs/x%00/resume" would reach the router as
+ * "/v1/jobs/x"), so it stays as the three characters and fails the name
+ * check. */
+static size_t unescape(void *cls, struct MHD_Connection *c, char *s) {
+    (void)cls, (void)c;
+    char *out = s;
+    for (const char *in = s; *in;) {
+        int hi = in[0] == '%' ? hex_value(in[1]) : -1, lo = hi >= 0 ? hex_value(in[2]) : -1;
+        if (lo >= 0 && (hi | lo)) {
+            *out++ = (char)(hi << 4 | lo);
+            in += 3;
+        } else {
+            *out++ = *in++;
+        }
+    }
+    *out = '\0';
+    return (size_t)(out - s);
+}
+
 /* Models, jobs, keys, audit, metrics: everything but the daemon. */
 static moe_status open_parts(moe_server *s) {
     const moe_serve_options *o = &s->opt;
@@ -207,7 +234,8 @@ moe_status moe_serve_start(moe_server **out, const moe_serve_options *o) {
         flags, (uint16_t)s->port, NULL, NULL, http_access, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
         s, MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)o->threads,
         MHD_OPTION_NOTIFY_COMPLETED, http_completed, s, MHD_OPTION_CONNECTION_TIMEOUT, 30u,
-        MHD_OPTION_CONNECTION_LIMIT, 1000u, MHD_OPTION_END);
+        MHD_OPTION_CONNECTION_LIMIT, 1000u, MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
+        MHD_OPTION_END);
     if (!s->daemon) {
         st = moe_error(MOE_ERR_IO, "libmicrohttpd could not start on %s port %d", s->opt.host,
                        s->port);
