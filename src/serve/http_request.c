@@ -77,7 +77,9 @@ static int check_headers(moe_server *s, http_request *r, const char *url) {
                          r->method, url);
         return 0;
     }
-    if (atomic_load(&s->stopping)) {
+    /* while stopping, /healthz says so itself and /metrics still shows the drain */
+    if (atomic_load(&s->stopping) && r->route->handle != http_h_healthz &&
+        r->route->handle != http_h_metrics) {
         http_reply_error(r, 503, "", NULL, NULL, "the server is shutting down; retry elsewhere");
         return 0;
     }
