@@ -1,0 +1,116 @@
+/* A model's worker thread: it alone touches the model and its arena. It
+ * takes the first queued request and, for inference, up to max_batch - 1
+ * more infer requests, waiting at most batch_window_ms after the first for
+ * them to arrive; the batch goes through one forward (infer.c). A generate
+ * request runs alone (generate.c). On shutdown it finishes the queue. */
+#include "serve/models_internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* Merged inputs of one forward are bounded too: a batch of max_batch
+ * requests of max_inputs inputs each would be a very large forward. */
+#define MAX_BATCH_INPUTS 256
+
+static void deadline_after(struct timespec *ts, double ms) {
+    clock_gettime(CLOCK_REALTIME, ts);
+    long ns = ts->tv_nsec + (long)(ms * 1e6);
+    ts->tv_sec += ns / 1000000000L;
+    ts->tv_nsec = ns % 1000000000L;
+}
+
+/* Removes from the queue (mu held) the infer jobs that fit, in order,
+ * leaving generate jobs where they are; returns how many went to jobs. */
+static int take_infer(serve_model *sm, serve_job **jobs, int n, int cap, int *inputs) {
+    serve_job **link = &sm->head, *prev = NULL;
+    while (*link && n < cap) {
+        serve_job *j = *link;
+        if (j->generate || (n > 0 && *inputs + j->infer.n_inputs > MAX_BATCH_INPUTS)) {
+            prev = j;
+            link = &j->next;
+            continue;
+        }
+        *link = j->next;
+        if (sm->tail == j) sm->tail = prev;
+        j->next = NULL;
+        jobs[n++] = j;
+        *inputs += j->infer.n_inputs;
+        sm->depth--;
+    }
+    return n;
+}
+
+static void publish_depth(serve_model *sm, int depth) {
+    if (!sm->metrics->queue_depth) return;
+    const char *lv[] = {sm->name};
+    moe_metric_set(sm->metrics->queue_depth, lv, depth);
+}
+
+void *serve_worker_main(void *arg) {
+    serve_model *sm = arg;
+    int max_batch = sm->lim.max_batch > 0 ? sm->lim.max_batch : 1;
+    serve_job *one[1], **jobs = calloc((size_t)max_batch, sizeof *jobs);
+    if (!jobs) { /* no batching rather than no answers */
+        jobs = one;
+        max_batch = 1;
+    }
+    pthread_mutex_lock(&sm->mu);
+    for (;;) {
+        while (!sm->head && !sm->stopping) {
+            /* wake once a second to let the tokens/s window slide */
+            struct timespec ts;
+            deadline_after(&ts, 1000);
+            if (pthread_cond_timedwait(&sm->cv, &sm->mu, &ts) == ETIMEDOUT) {
+                pthread_mutex_unlock(&sm->mu);
+                serve_rate_add(sm, 0);
+                pthread_mutex_lock(&sm->mu);
+            }
+        }
+        if (!sm->head) break; /* stopping, queue drained */
+        serve_job *gen = NULL;
+        int n = 0, inputs = 0;
+        if (sm->head->generate) {
+            gen = sm->head;
+            sm->head = gen->next;
+            if (!sm->head) sm->tail = NULL;
+            gen->next = NULL;
+            sm->depth--;
+        } else {
+            n = take_infer(sm, jobs, 0, max_batch, &inputs);
+            /* a short wait for company, unless shutting down */
+            if (n < max_batch && sm->lim.batch_window_ms > 0 && !sm->stopping) {
+                struct timespec ts;
+                deadline_after(&ts, sm->lim.batch_window_ms);
+                while (n < max_batch && !sm->stopping && inputs < MAX_BATCH_INPUTS) {
+                    int rc = pthread_cond_timedwait(&sm->cv, &sm->mu, &ts);
+                    n = take_infer(sm, jobs, n, max_batch, &inputs);
+                    if (rc == ETIMEDOUT) break;
+                }
+            }
+        }
+        int depth = sm->depth;
+        pthread_mutex_unlock(&sm->mu);
+        publish_depth(sm, depth);
+        if (gen) {
+            serve_generate_one(sm, gen);
+            gen->done(gen->user);
+            serve_generate_request_free(&gen->gen);
+            free(gen);
+        } else {
+            serve_infer_batch(sm, jobs, n);
+            for (int i = 0; i < n; i++) {
+                serve_done_fn done = jobs[i]->done;
+                void *user = jobs[i]->user;
+                serve_infer_request_free(&jobs[i]->infer);
+                free(jobs[i]);
+                done(user);
+            }
+        }
+        pthread_mutex_lock(&sm->mu);
+    }
+    pthread_mutex_unlock(&sm->mu);
+    if (jobs != one) free(jobs);
+    return NULL;
+}
