@@ -12,7 +12,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-
 static const char *write_file(const char *name, const char *text) {
     const char *path = scratch_path(name);
     FILE *fp = fopen(path, "w");
@@ -50,9 +49,9 @@ static void test_hash_of_a_known_key(void **state) {
     assert_int_equal(scopes, SERVE_SCOPE_INFER);
     assert_null(serve_keys_check(k, "abd", &scopes));
     assert_int_equal(scopes, 0);
-    assert_null(serve_keys_check(k, "ab", &scopes));    /* shorter */
-    assert_null(serve_keys_check(k, "abcd", &scopes));  /* longer */
-    assert_null(serve_keys_check(k, "", &scopes));      /* empty */
+    assert_null(serve_keys_check(k, "ab", &scopes));   /* shorter */
+    assert_null(serve_keys_check(k, "abcd", &scopes)); /* longer */
+    assert_null(serve_keys_check(k, "", &scopes));     /* empty */
     assert_null(serve_keys_check(k, NULL, &scopes));
     serve_keys_free(k);
 }
@@ -130,13 +129,13 @@ static void test_file_errors_name_the_line(void **state) {
     struct {
         const char *lines, *words;
     } cases[] = {
-        {"a infer %s\nb infer\n", ":2: want"},                      /* two fields */
-        {"a infer %s extra\n", ":1: want"},                          /* four fields */
+        {"a infer %s\nb infer\n", ":2: want"}, /* two fields */
+        {"a infer %s extra\n", ":1: want"},    /* four fields */
         {"# c\n\na superuser %s\n", ":3: key 'a' has scope 'superuser'"},
         {"a infer %s\na train %s\n", ":2: key id 'a' is used twice"},
         {"a infer sha1:abcd\n", ":1: key 'a': the third field"},
         {"a infer sha256:zz7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\n",
-         ":1: key 'a': the third field"}, /* not hex */
+         ":1: key 'a': the third field"},                              /* not hex */
         {"a infer sha256:ba7816bf\n", ":1: key 'a': the third field"}, /* short */
         {"../etc infer %s\n", ":1: key id '../etc' is not a valid name"},
     };

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SIGTERM while inference requests are in flight and a training job runs:
-# the requests complete with 200, a kept-alive connection sees /healthz say
+# the requests (more than the HTTP threads, batched together) complete with 200, a kept-alive connection sees /healthz say
 # "stopping" (503), the job checkpoints and becomes "interrupted", the
 # process exits 0; after a restart the job is resumable and resumes.
 source "$(dirname "$0")/lib.bash"
@@ -103,6 +103,9 @@ for i in 1 2 3 4 5 6; do
   [ "$(cat "$WORK/code$i")" = 200 ] || fail "in-flight request $i got $(cat "$WORK/code$i"): $(cat "$WORK/infer$i.json")"
   json_get "$WORK/infer$i.json" "j['outputs'][0]" >/dev/null || fail "request $i: $(cat "$WORK/infer$i.json")"
 done
+# two HTTP threads, yet the six were merged: waiting requests hold no thread
+maxbatch=$(for i in 1 2 3 4 5 6; do json_get "$WORK/infer$i.json" "j['batch_size']"; done | sort -n | tail -1)
+[ "$maxbatch" -ge 3 ] || fail "with --threads 2 the largest batch was $maxbatch; want >= 3"
 wait "$keepalive" || fail "the kept-alive connection failed"
 json_get "$WORK/keepalive.json" "j" >/dev/null || fail "no keep-alive result"
 [ "$(json_get "$WORK/keepalive.json" "(j['before'][0], j['before'][1]['status'])")" = "(200, 'ok')" ] ||
