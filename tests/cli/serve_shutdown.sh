@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # SIGTERM while inference requests are in flight and a training job runs:
-# the requests (more than the HTTP threads, batched together) complete with 200, a kept-alive connection sees /healthz say
-# "stopping" (503), the job checkpoints and becomes "interrupted", the
-# process exits 0; after a restart the job is resumable and resumes.
+# the requests (more than the HTTP threads, batched together) complete
+# with 200, a kept-alive connection sees /healthz say "stopping" (503), the
+# job checkpoints and becomes "interrupted", the process exits 0; after a
+# restart the job is resumable and resumes.
 source "$(dirname "$0")/lib.bash"
 
 pid=""
