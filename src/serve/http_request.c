@@ -28,9 +28,13 @@ static void remote_address(struct MHD_Connection *c, char *out, size_t cap) {
     if (sa->sa_family == AF_INET)
         inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, out,
                   (socklen_t)cap);
-    else if (sa->sa_family == AF_INET6)
-        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, out,
-                  (socklen_t)cap);
+    else if (sa->sa_family == AF_INET6) {
+        const struct in6_addr *a6 = &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
+        if (IN6_IS_ADDR_V4MAPPED(a6)) /* an IPv4 client of "::": log it as IPv4 */
+            inet_ntop(AF_INET, a6->s6_addr + 12, out, (socklen_t)cap);
+        else
+            inet_ntop(AF_INET6, a6, out, (socklen_t)cap);
+    }
 }
 
 static http_request *request_new(moe_server *s, struct MHD_Connection *c, const char *method) {
