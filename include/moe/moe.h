@@ -19,5 +19,6 @@
 #include "moe/train.h"
 #include "moe/report.h"
 #include "moe/metrics.h"
+#include "moe/serve.h"
 
 #endif

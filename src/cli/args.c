@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#define CLI_MAX_OPTS 16
+#define CLI_MAX_OPTS 32
 
 static int parse_number(const char *cmd, const cli_opt *o, const char *text) {
     char *end;

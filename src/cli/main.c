@@ -17,7 +17,9 @@ static void usage(FILE *fp) {
                 "  tokenizer  train a BPE tokenizer; encode and decode text (also GPT-2's)\n"
                 "  data       a data set as libmoe reads it (JSON): 'moe data spam'\n"
                 "  search     train a grid of configs and rank them by a validation metric\n"
-                "  bootstrap  95%% intervals of a classifier's test metrics by resampling\n\n"
+                "  bootstrap  95%% intervals of a classifier's test metrics by resampling\n"
+                "  serve      an authenticated HTTP API for inference and training jobs\n"
+                "  key        a new API key for serve: 'moe key new --id ID --scope infer'\n\n"
                 "'moe <command> --help' describes each one.\n");
 }
 
@@ -45,6 +47,8 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "route")) return cmd_route(argc - 1, argv + 1);
     if (!strcmp(cmd, "search")) return cmd_search(argc - 1, argv + 1);
     if (!strcmp(cmd, "bootstrap")) return cmd_bootstrap(argc - 1, argv + 1);
+    if (!strcmp(cmd, "serve")) return cmd_serve(argc - 1, argv + 1);
+    if (!strcmp(cmd, "key")) return cmd_key(argc - 1, argv + 1);
     fprintf(stderr, "moe: unknown command '%s'\n\n", cmd);
     usage(stderr);
     return 2;

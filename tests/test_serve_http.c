@@ -1,0 +1,169 @@
+/* moe serve embedded through include/moe/serve.h: start on port 0, answer
+ * over a real socket, refuse bad options, stop; and the router alone
+ * (exact paths, {id} names, 405 with Allow). */
+#include "test_util.h"
+
+#include "moe/serve.h"
+#include "scratch_dir.h"
+#include "serve/http.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* One HTTP/1.0 exchange with 127.0.0.1:port; the whole answer in out. */
+static int http_get(int port, const char *request, char *out, size_t cap) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a)) return -1;
+    if (write(fd, request, strlen(request)) != (ssize_t)strlen(request)) return -1;
+    size_t n = 0;
+    ssize_t got;
+    while (n + 1 < cap && (got = read(fd, out + n, cap - 1 - n)) > 0) n += (size_t)got;
+    out[n] = '\0';
+    close(fd);
+    int status = 0;
+    sscanf(out, "HTTP/1.%*d %d", &status);
+    return status;
+}
+
+static void options(moe_serve_options *o) {
+    moe_serve_options_default(o);
+    o->port = 0;
+    o->keys_env = "tester:train:s3cret-key";
+    o->state_dir = scratch_path("state");
+    o->configs_dir = "configs";
+    o->port_file = scratch_path("port");
+    o->threads = 2;
+}
+
+static void test_start_answer_stop(void **state) {
+    (void)state;
+    moe_serve_options o;
+    options(&o);
+    moe_server *s = NULL;
+    assert_int_equal(moe_serve_start(&s, &o), MOE_OK);
+    int port = moe_serve_port(s);
+    assert_true(port > 0);
+    FILE *fp = fopen(o.port_file, "r");
+    int written = 0;
+    assert_non_null(fp);
+    assert_int_equal(fscanf(fp, "%d", &written), 1);
+    fclose(fp);
+    assert_int_equal(written, port);
+
+    static char out[1 << 16];
+    assert_int_equal(http_get(port, "GET /healthz HTTP/1.0\r\n\r\n", out, sizeof out), 200);
+    assert_non_null(strstr(out, "\"status\":\"ok\""));
+    assert_non_null(strstr(out, "X-Content-Type-Options: nosniff"));
+    assert_int_equal(http_get(port, "GET /v1/models HTTP/1.0\r\n\r\n", out, sizeof out), 401);
+    assert_non_null(strstr(out, "WWW-Authenticate: Bearer"));
+    assert_int_equal(http_get(port,
+                              "GET /v1/models HTTP/1.0\r\nAuthorization: Bearer s3cret-key\r\n\r\n",
+                              out, sizeof out),
+                     200);
+    assert_non_null(strstr(out, "\"models\":[]"));
+    assert_int_equal(http_get(port, "GET /nowhere HTTP/1.0\r\n\r\n", out, sizeof out), 404);
+    assert_int_equal(
+        http_get(port, "GET /metrics HTTP/1.0\r\nX-API-Key: s3cret-key\r\n\r\n", out, sizeof out),
+        200);
+    assert_non_null(strstr(out, "moe_serve_requests_total{endpoint=\"/healthz\",method=\"GET\","
+                                "status=\"200\"} 1"));
+    assert_non_null(strstr(out, "moe_serve_auth_failures_total 1"));
+    moe_serve_stop(s);
+    /* the audit log has the five requests */
+    fp = fopen(scratch_path("state/audit.jsonl"), "r");
+    assert_non_null(fp);
+    int lines = 0;
+    while (fgets(out, sizeof out, fp)) {
+        assert_null(strstr(out, "s3cret"));
+        lines++;
+    }
+    fclose(fp);
+    assert_int_equal(lines, 5);
+}
+
+static void test_bad_options(void **state) {
+    (void)state;
+    moe_serve_options o;
+    moe_server *s = NULL;
+    options(&o);
+    o.keys_env = NULL;
+    assert_int_equal(moe_serve_start(&s, &o), MOE_ERR_INVALID);
+    assert_non_null(strstr(moe_last_error(), "no API keys"));
+    assert_null(s);
+    options(&o);
+    o.port = 70000;
+    assert_int_equal(moe_serve_start(&s, &o), MOE_ERR_INVALID);
+    options(&o);
+    o.threads = 0;
+    assert_int_equal(moe_serve_start(&s, &o), MOE_ERR_INVALID);
+    options(&o);
+    o.host = "no-such-host.invalid";
+    assert_int_equal(moe_serve_start(&s, &o), MOE_ERR_IO);
+    assert_non_null(strstr(moe_last_error(), "no-such-host.invalid"));
+    /* a port in use */
+    options(&o);
+    moe_server *first = NULL;
+    assert_int_equal(moe_serve_start(&first, &o), MOE_OK);
+    o.port = moe_serve_port(first);
+    o.port_file = NULL;
+    assert_int_equal(moe_serve_start(&s, &o), MOE_ERR_IO);
+    assert_non_null(strstr(moe_last_error(), "cannot listen"));
+    moe_serve_stop(first);
+}
+
+static void expect_route(const char *method, const char *url, int want, const char *pattern,
+                         const char *param, const char *allow) {
+    const http_route *r = NULL;
+    char p[256], a[64];
+    int got = http_route_find(method, url, &r, p, sizeof p, a, sizeof a);
+    if (got != want) fail_msg("%s %s: %d, want %d", method, url, got, want);
+    if (pattern) {
+        assert_non_null(r);
+        assert_string_equal(r->pattern, pattern);
+    } else {
+        assert_null(r);
+    }
+    if (param) assert_string_equal(p, param);
+    if (allow) assert_string_equal(a, allow);
+}
+
+static void test_router(void **state) {
+    (void)state;
+    expect_route("POST", "/v1/infer", 200, "/v1/infer", "", NULL);
+    expect_route("GET", "/v1/jobs/j-000001-x", 200, "/v1/jobs/{id}", "j-000001-x", NULL);
+    expect_route("POST", "/v1/jobs/abc/resume", 200, "/v1/jobs/{id}/resume", "abc", NULL);
+    expect_route("GET", "/v1/jobs/..", 404, "/v1/jobs/{id}", NULL, NULL);
+    expect_route("GET", "/v1/jobs/.hidden", 404, "/v1/jobs/{id}", NULL, NULL);
+    expect_route("GET", "/v1/jobs/../../etc/passwd", 404, NULL, NULL, NULL);
+    expect_route("GET", "/v1/jobs/", 404, NULL, NULL, NULL);
+    expect_route("GET", "/v1/jobs//resume", 404, NULL, NULL, NULL);
+    expect_route("GET", "/v1/infer/", 404, NULL, NULL, NULL);
+    expect_route("GET", "/V1/INFER", 404, NULL, NULL, NULL);
+    expect_route("GET", "/v1/infer", 405, NULL, NULL, "POST");
+    expect_route("PUT", "/v1/jobs/abc", 405, NULL, NULL, "GET, DELETE");
+    expect_route("GET", "/v1/jobs/abc/resume", 405, NULL, NULL, "POST");
+    /* every route is distinct and has a handler */
+    int n;
+    const http_route *t = serve_http_routes(&n);
+    for (int i = 0; i < n; i++) {
+        assert_non_null(t[i].handle);
+        for (int j = 0; j < i; j++)
+            assert_false(!strcmp(t[i].method, t[j].method) && !strcmp(t[i].pattern, t[j].pattern));
+    }
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_start_answer_stop),
+        cmocka_unit_test(test_bad_options),
+        cmocka_unit_test(test_router),
+    };
+    return cmocka_run_group_tests(tests, scratch_setup, scratch_teardown);
+}
