@@ -99,28 +99,28 @@ typedef enum serve_input_kind {
 typedef struct serve_infer_request {
     char model[SERVE_NAME_MAX];
     serve_input_kind kind;
-    int n_inputs;      /* 1..limits.max_inputs */
-    char **texts;      /* [n_inputs] NUL-terminated UTF-8 (TEXT) */
-    int32_t **tokens;  /* [n_inputs][n_tokens[i]] (TOKENS) */
-    int *n_tokens;     /* [n_inputs] (TOKENS) */
-    float *rows;       /* [n_inputs * n_features] (ROWS) */
-    int n_features;    /* (ROWS) every row has this many */
-    int trace;         /* "trace": true: add the routing trace */
-    int top;           /* "top": next-token candidates for LMs, 1..20 (5) */
+    int n_inputs;     /* 1..limits.max_inputs */
+    char **texts;     /* [n_inputs] NUL-terminated UTF-8 (TEXT) */
+    int32_t **tokens; /* [n_inputs][n_tokens[i]] (TOKENS) */
+    int *n_tokens;    /* [n_inputs] (TOKENS) */
+    float *rows;      /* [n_inputs * n_features] (ROWS) */
+    int n_features;   /* (ROWS) every row has this many */
+    int trace;        /* "trace": true: add the routing trace */
+    int top;          /* "top": next-token candidates for LMs, 1..20 (5) */
 } serve_infer_request;
 
 /* POST /v1/generate. */
 typedef struct serve_generate_request {
     char model[SERVE_NAME_MAX];
-    char *prompt;          /* "prompt": text, or NULL when prompt_tokens given */
+    char *prompt;           /* "prompt": text, or NULL when prompt_tokens given */
     int32_t *prompt_tokens; /* "prompt_tokens" */
     int n_prompt_tokens;
-    int max_tokens;        /* "max_tokens" 1..limits.max_tokens (64) */
-    float temperature;     /* 0..10 (1) */
-    int top_k;             /* 0..vocab (0 = all) */
-    float top_p;           /* (0, 1] (1) */
-    uint64_t seed;         /* "seed" (0) */
-    int trace;             /* routing trace of the generated tokens */
+    int max_tokens;    /* "max_tokens" 1..limits.max_tokens (64) */
+    float temperature; /* 0..10 (1) */
+    int top_k;         /* 0..vocab (0 = all) */
+    float top_p;       /* (0, 1] (1) */
+    uint64_t seed;     /* "seed" (0) */
+    int trace;         /* routing trace of the generated tokens */
 } serve_generate_request;
 
 /* Parse and validate; unknown fields, wrong types, out-of-range values and
