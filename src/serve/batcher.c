@@ -1,7 +1,11 @@
 /* A model's worker thread: it alone touches the model and its arena. It
  * takes the first queued request and, for inference, up to max_batch - 1
  * more infer requests, waiting at most batch_window_ms after the first for
- * them to arrive; the batch goes through one forward (infer.c). A generate
+ * them to arrive, but only under load: when this pickup already found
+ * company or the previous forward merged several requests. A lone client
+ * never waits (its next request cannot come before this answer), so the
+ * window costs nothing at one connection. The batch goes through one
+ * forward (infer.c). A generate
  * request runs alone (generate.c). On shutdown it finishes the queue. */
 #include "serve/models_internal.h"
 
@@ -96,8 +100,9 @@ void *serve_worker_main(void *arg) {
             sm->depth--;
         } else {
             n = take_infer(sm, jobs, 0, max_batch, &inputs, &size);
-            /* a short wait for company, unless shutting down */
-            if (n < max_batch && sm->lim.batch_window_ms > 0 && !sm->stopping) {
+            /* a short wait for company under load, unless shutting down */
+            int loaded = n > 1 || sm->last_batch > 1;
+            if (loaded && n < max_batch && sm->lim.batch_window_ms > 0 && !sm->stopping) {
                 struct timespec ts;
                 deadline_after(&ts, sm->lim.batch_window_ms);
                 while (n < max_batch && !sm->stopping && inputs < MAX_BATCH_INPUTS) {
@@ -117,6 +122,7 @@ void *serve_worker_main(void *arg) {
             free(gen);
         } else {
             serve_infer_batch(sm, jobs, n);
+            sm->last_batch = n;
             for (int i = 0; i < n; i++) {
                 serve_done_fn done = jobs[i]->done;
                 void *user = jobs[i]->user;

@@ -50,6 +50,7 @@ struct serve_model {
     pthread_cond_t cv;
     serve_job *head, *tail;
     int depth, stopping, running;
+    int last_batch; /* requests in the previous forward (worker only) */
     pthread_t thread;
 
     serve_limits lim;
