@@ -40,7 +40,7 @@ serve() { # serve <max batch>: starts the server, waits for its port
   cat "$work/serve.err" >&2; echo "bench_serve: the server did not start" >&2; exit 1
 }
 
-for mode in batched batch1; do
+for mode in ${MODES:-batch1 batched}; do
   if [ $mode = batched ]; then serve 32; else serve 1; fi
   port=$(cat "$work/port")
   for len in 128 16; do

@@ -464,13 +464,19 @@ static void test_fallback(void **state) {
         strstr(text, "moe_serve_expert_pairs_total{model=\"nan\",layer=\"0\",expert=\"1\"} 6"));
     assert_non_null(strstr(text, "moe_serve_batch_size_count{model=\"nan\"} 1"));
     free(text);
-    /* the same checkpoint without the fallback answers NaN */
+    /* the same checkpoint without the fallback: its outputs are NaN, which
+     * the server reports as an error naming the cure, not as numbers */
     serve_models_close(ms);
     ms = open_models(&l, -1, reg);
     o = infer_now(ms, "{\"model\": \"nan\", \"text\": \"In the\"}", &status);
-    assert_int_equal(status, 200);
-    out0 = cJSON_GetArrayItem(item(o, "outputs"), 0);
-    assert_false(cJSON_IsNumber(item(out0, "loss")) && isfinite(item(out0, "loss")->valuedouble));
+    assert_int_equal(status, 500);
+    const cJSON *msg = item(item(o, "error"), "message");
+    assert_non_null(strstr(msg->valuestring, "--fallback-expert"));
+    cJSON_Delete(o);
+    /* nor does generation sample from NaN logits */
+    o = generate_now(ms, "{\"model\": \"nan\", \"prompt\": \"In\", \"max_tokens\": 4}", &status);
+    assert_int_equal(status, 500);
+    assert_non_null(strstr(item(item(o, "error"), "message")->valuestring, "not finite"));
     cJSON_Delete(o);
     serve_models_close(ms);
     moe_registry_free(reg);

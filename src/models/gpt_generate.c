@@ -5,6 +5,7 @@
 #include "nn/norm.h"
 #include "ops/ops.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -104,6 +105,15 @@ moe_status gpt_generate(gpt_model *m, const int32_t *prompt, int n_prompt, int n
     int ctx = total < S ? total : S;
     st = decode(m, &cache, out + total - ctx, ctx, logits, &arena);
     for (int i = 0; i < n_new && st == MOE_OK; i++) {
+        /* NaN logits would sample garbage that looks like text */
+        for (int v = 0; v < V; v++)
+            if (!isfinite(logits[v])) {
+                st = moe_error(MOE_ERR_NUMERIC,
+                               "generate: the logits of generated token %d are not finite "
+                               "(NaN or infinite weights or router scores)",
+                               i);
+                goto out_free;
+            }
         int32_t next = sample_token(logits, V, s, rng, probs, order);
         out[total++] = next;
         if (i == n_new - 1) break;
