@@ -35,7 +35,7 @@ static int http_get(int port, const char *request, char *out, size_t cap) {
 static void options(moe_serve_options *o) {
     moe_serve_options_default(o);
     o->port = 0;
-    o->keys_env = "tester:train:s3cret-key";
+    o->keys_env = "tester:train:s3cret-key-0123456";
     o->state_dir = scratch_path("state");
     o->configs_dir = "configs";
     o->port_file = scratch_path("port");
@@ -63,15 +63,17 @@ static void test_start_answer_stop(void **state) {
     assert_non_null(strstr(out, "X-Content-Type-Options: nosniff"));
     assert_int_equal(http_get(port, "GET /v1/models HTTP/1.0\r\n\r\n", out, sizeof out), 401);
     assert_non_null(strstr(out, "WWW-Authenticate: Bearer"));
-    assert_int_equal(http_get(port,
-                              "GET /v1/models HTTP/1.0\r\nAuthorization: Bearer s3cret-key\r\n\r\n",
-                              out, sizeof out),
-                     200);
+    assert_int_equal(
+        http_get(port,
+                 "GET /v1/models HTTP/1.0\r\nAuthorization: Bearer s3cret-key-0123456\r\n\r\n", out,
+                 sizeof out),
+        200);
     assert_non_null(strstr(out, "\"models\":[]"));
     assert_int_equal(http_get(port, "GET /nowhere HTTP/1.0\r\n\r\n", out, sizeof out), 404);
-    assert_int_equal(
-        http_get(port, "GET /metrics HTTP/1.0\r\nX-API-Key: s3cret-key\r\n\r\n", out, sizeof out),
-        200);
+    assert_int_equal(http_get(port,
+                              "GET /metrics HTTP/1.0\r\nX-API-Key: s3cret-key-0123456\r\n\r\n", out,
+                              sizeof out),
+                     200);
     assert_non_null(strstr(out, "moe_serve_requests_total{endpoint=\"/healthz\",method=\"GET\","
                                 "status=\"200\"} 1"));
     assert_non_null(strstr(out, "moe_serve_auth_failures_total 1"));

@@ -93,11 +93,12 @@ static void test_key_new_round_trip_and_scopes(void **state) {
 static void test_env_keys(void **state) {
     (void)state;
     serve_keys *k = NULL;
-    assert_int_equal(serve_keys_load(&k, NULL, "ci:infer:key-one, ops:train:key:with:colons"),
-                     MOE_OK);
+    assert_int_equal(
+        serve_keys_load(&k, NULL, "ci:infer:key-one-0123456789, ops:train:key:with:colons:0123"),
+        MOE_OK);
     int scopes = 0;
-    assert_string_equal(serve_keys_check(k, "key-one", &scopes), "ci");
-    assert_string_equal(serve_keys_check(k, "key:with:colons", &scopes), "ops");
+    assert_string_equal(serve_keys_check(k, "key-one-0123456789", &scopes), "ci");
+    assert_string_equal(serve_keys_check(k, "key:with:colons:0123", &scopes), "ops");
     assert_int_equal(scopes, SERVE_SCOPE_INFER | SERVE_SCOPE_TRAIN);
     assert_null(serve_keys_check(k, "ci", &scopes));
     serve_keys_free(k);
@@ -107,16 +108,19 @@ static void test_env_keys(void **state) {
     new_key("filekey", "infer", key, line);
     snprintf(text, sizeof text, "%s\n", line);
     const char *file = write_file("env.keys", text);
-    assert_int_equal(serve_keys_load(&k, file, "envkey:train:abc"), MOE_OK);
+    assert_int_equal(serve_keys_load(&k, file, "envkey:train:abcdefghijklmnop"), MOE_OK);
     assert_int_equal(serve_keys_count(k), 2);
     assert_string_equal(serve_keys_check(k, key, &scopes), "filekey");
     serve_keys_free(k);
-    assert_fails(serve_keys_load(&k, file, "filekey:train:abc"), MOE_ERR_FORMAT, "used twice");
+    assert_fails(serve_keys_load(&k, file, "filekey:train:abcdefghijklmnop"), MOE_ERR_FORMAT,
+                 "used twice");
     assert_null(k);
 
     assert_fails(serve_keys_load(&k, NULL, "ci:infer"), MOE_ERR_FORMAT, "entry 1");
-    assert_fails(serve_keys_load(&k, NULL, "a:infer:x,b:root:y"), MOE_ERR_FORMAT, "entry 2");
+    assert_fails(serve_keys_load(&k, NULL, "a:infer:xxxxxxxxxxxxxxxx,b:root:yyyyyyyyyyyyyyyy"),
+                 MOE_ERR_FORMAT, "entry 2");
     assert_fails(serve_keys_load(&k, NULL, "a:infer:"), MOE_ERR_FORMAT, "id:scope:key");
+    assert_fails(serve_keys_load(&k, NULL, "a:infer:short-key"), MOE_ERR_FORMAT, "at least 16");
     assert_fails(serve_keys_load(&k, NULL, ""), MOE_ERR_INVALID, "no API keys");
     assert_fails(serve_keys_load(&k, NULL, NULL), MOE_ERR_INVALID, "no API keys");
 }

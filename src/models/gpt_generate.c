@@ -105,9 +105,10 @@ moe_status gpt_generate(gpt_model *m, const int32_t *prompt, int n_prompt, int n
     int ctx = total < S ? total : S;
     st = decode(m, &cache, out + total - ctx, ctx, logits, &arena);
     for (int i = 0; i < n_new && st == MOE_OK; i++) {
-        /* NaN logits would sample garbage that looks like text */
+        /* NaN logits would sample garbage that looks like text; +inf is an
+         * answer for argmax but makes the softmax of sampling NaN */
         for (int v = 0; v < V; v++)
-            if (!isfinite(logits[v])) {
+            if (isnan(logits[v]) || (s->temperature > 0 && isinf(logits[v]) && logits[v] > 0)) {
                 st = moe_error(MOE_ERR_NUMERIC,
                                "generate: the logits of generated token %d are not finite "
                                "(NaN or infinite weights or router scores)",

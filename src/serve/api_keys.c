@@ -140,6 +140,9 @@ static moe_status load_file(serve_keys *k, const char *file) {
     return st;
 }
 
+/* Keys given in clear must not be guessable by a short brute force. */
+#define MIN_ENV_KEY_LEN 16
+
 /* "id:scope:key,id:scope:key"; the key is hashed at once and the copy wiped. */
 static moe_status load_env(serve_keys *k, const char *value) {
     char *copy = strdup(value);
@@ -161,7 +164,12 @@ static moe_status load_env(serve_keys *k, const char *value) {
         char *key = c2 + 1;
         size_t key_len = strcspn(key, " \t\r\n");
         unsigned char hash[HASH_LEN];
-        if (!sha256(key, key_len, hash))
+        if (key_len < MIN_ENV_KEY_LEN)
+            st = moe_error(MOE_ERR_FORMAT,
+                           "%s: the key of '%s' has %zu characters; use at least %d (`moe key "
+                           "new` makes 64 random hex digits)",
+                           where, e, key_len, MIN_ENV_KEY_LEN);
+        else if (!sha256(key, key_len, hash))
             st = moe_error(MOE_ERR_INVALID, "%s: SHA-256 failed (OpenSSL)", where);
         else
             st = add_key(k, where, e, c1 + 1, hash);

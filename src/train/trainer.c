@@ -32,6 +32,7 @@ typedef struct trainer {
     double t0;             /* process start (monotonic seconds) */
     long first_step;       /* step this process started at */
     long last_good_step;   /* newest checkpoint on disk (-1: none) */
+    long prev_good_step;   /* the one before it, still on disk (-1: none or unknown) */
     double step_time;      /* seconds spent in training steps by this process */
     char *run_config_json; /* the whole run config, saved in every checkpoint */
     double last_val;       /* last evaluation */
@@ -72,6 +73,7 @@ static moe_status save_step_checkpoint(trainer *tr) {
     st = run_dir_link(tr->ckpt_dir, "latest", name);
     if (st != MOE_OK) return st;
     run_dir_prune_steps(tr->ckpt_dir, 2);
+    tr->prev_good_step = tr->last_good_step;
     tr->last_good_step = tr->st.step;
     return MOE_OK;
 }
@@ -157,7 +159,7 @@ static moe_status setup(trainer *tr) {
     tr->st.best_metric = INFINITY;
     moe_rng_seed(&tr->st.rng, t->seed ^ 0x5eedULL);
     moe_rng_seed(&tr->st.data_rng, t->seed);
-    tr->last_good_step = -1;
+    tr->last_good_step = tr->prev_good_step = -1;
     tr->last_val = NAN;
     tr->best_val_loss = NAN;
 
@@ -206,10 +208,20 @@ static moe_status numeric_failure(trainer *tr, double loss, double grad_norm) {
     const char *what = isfinite(loss) ? "the gradient norm" : "the training loss";
     double value = isfinite(loss) ? grad_norm : loss;
     observer_nonfinite(&tr->obs, tr->st.step + 1, loss, grad_norm);
-    if (tr->last_good_step >= 0)
+    long good = tr->last_good_step;
+    /* a checkpoint of the current weights holds the very weights whose
+     * forward just failed: the one before it is the last good one */
+    if (!isfinite(loss) && good == tr->st.step) good = tr->prev_good_step;
+    if (good >= 0)
         return moe_error(MOE_ERR_NUMERIC,
                          "step %ld: %s is %g; training stopped. The last good checkpoint is "
                          "%s/step-%06ld. Try a lower train.optim.lr or train.grad_clip > 0",
+                         tr->st.step + 1, what, value, tr->ckpt_dir, good);
+    if (tr->last_good_step >= 0)
+        return moe_error(MOE_ERR_NUMERIC,
+                         "step %ld: %s is %g; training stopped. No checkpoint on disk is good: "
+                         "%s/step-%06ld holds the weights that gave it. Try a lower "
+                         "train.optim.lr or train.grad_clip > 0",
                          tr->st.step + 1, what, value, tr->ckpt_dir, tr->last_good_step);
     return moe_error(MOE_ERR_NUMERIC,
                      "step %ld: %s is %g; training stopped before any checkpoint was written. "
