@@ -232,7 +232,9 @@ static void test_cancel_then_resume(void **state) {
     o = wait_state(js, id, "cancelled", 60);
     assert_true(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "resumable")));
     assert_non_null(str(o, "checkpoint"));
+    assert_string_equal(str(o, "stop_reason"), "cancelled");
     double stopped_at = num(cJSON_GetObjectItemCaseSensitive(o, "progress"), "step");
+    double elapsed_at_cancel = num(cJSON_GetObjectItemCaseSensitive(o, "progress"), "elapsed_s");
     assert_true(stopped_at >= 6 && stopped_at < 150);
     cJSON_Delete(o);
     assert_int_equal(serve_jobs_running(js), 0);
@@ -242,6 +244,10 @@ static void test_cancel_then_resume(void **state) {
     cJSON_Delete(o);
     o = wait_state(js, id, "completed", 180);
     assert_close(num(cJSON_GetObjectItemCaseSensitive(o, "progress"), "step"), 150, 0);
+    /* the clock continues across the resume too */
+    assert_true(num(cJSON_GetObjectItemCaseSensitive(o, "progress"), "elapsed_s") >
+                elapsed_at_cancel);
+    assert_string_equal(str(o, "stop_reason"), "completed");
     /* the history continues across the resume */
     const cJSON *h = cJSON_GetObjectItemCaseSensitive(o, "history");
     assert_true(cJSON_GetArraySize(h) >= 140);

@@ -134,7 +134,7 @@ static void on_progress(const moe_train_progress *p, void *user) {
     j->step = p->step;
     j->total_steps = p->total_steps;
     j->epoch = p->epoch;
-    j->elapsed_s = p->elapsed_s;
+    j->elapsed_s = j->elapsed_before + p->elapsed_s; /* a resume continues the clock */
     j->eta_s = p->eta_s;
     double *m = j->metrics;
     if (p->is_eval) {
@@ -190,8 +190,9 @@ static void finish(job *j, moe_status st, const char *error, const moe_train_res
     } else {
         j->state = j->cancel_requested ? JOB_CANCELLED : JOB_INTERRUPTED;
     }
-    if (r && r->stop_reason[0])
-        snprintf(j->stop_reason, sizeof j->stop_reason, "%s", r->stop_reason);
+    if (r && r->stop_reason[0]) /* the trainer says "interrupted" for a cancel too */
+        snprintf(j->stop_reason, sizeof j->stop_reason, "%s",
+                 j->state == JOB_CANCELLED ? "cancelled" : r->stop_reason);
     if (r && st == MOE_OK) j->step = r->steps;
     j->finished = time(NULL);
     cJSON *o = job_to_json(js, j, 1, 1);
@@ -459,6 +460,7 @@ moe_status serve_jobs_resume(serve_jobs *js, const char *id, const char *key_id,
         reap(j);
         j->state = JOB_QUEUED;
         j->resuming = 1;
+        j->elapsed_before = isfinite(j->elapsed_s) ? j->elapsed_s : 0;
         j->stop = 0;
         j->cancel_requested = 0;
         j->error[0] = '\0';

@@ -73,6 +73,7 @@ typedef struct job {
     /* progress */
     long step, total_steps;
     double epoch, elapsed_s, eta_s;
+    double elapsed_before; /* training seconds of the runs before a resume */
     double metrics[JOB_N_METRICS];
     job_point *history;
     int n_history, cap_history;
