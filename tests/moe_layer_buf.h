@@ -73,7 +73,7 @@ static moe_layer_config layer_cfg(int D, int E, int k, int F, moe_activation act
     c.temperature = 1.0f;
     c.switch_divide_by_k = 1;
     c.routing = MOE_ROUTE_TOPK;
-    c.fallback_expert = -1;
+    c.fallback = 0;
     return c;
 }
 

@@ -253,6 +253,7 @@ static void test_fallback_nan_input(void **state) {
     moe_layer_config cfg = layer_cfg(D, E, 2, 5, MOE_ACT_GELU);
     cfg.renormalize = 1;
     cfg.switch_coef = cfg.z_coef = 0.01f;
+    cfg.fallback = 1;
     cfg.fallback_expert = FB;
     run clean, bad;
     run_init(&clean, &cfg, T, 11);
@@ -292,6 +293,7 @@ static void test_fallback_nan_gate_row(void **state) {
     (void)state;
     enum { T = 10, D = 6, E = 4, FB = 0 };
     moe_layer_config cfg = layer_cfg(D, E, 2, 5, MOE_ACT_RELU);
+    cfg.fallback = 1;
     cfg.fallback_expert = FB;
     cfg.switch_coef = 0.01f;
     run r;
@@ -307,18 +309,22 @@ static void test_fallback_nan_gate_row(void **state) {
     for (int i = 0; i < E * D; i++) assert_true(r.b.g.gate[i] == 0);
     run_free(&r);
     /* off: the same router is not rescued */
-    cfg.fallback_expert = -1;
+    cfg.fallback = 0;
     run_init(&r, &cfg, T, 21);
     r.b.p.gate[1 * D + 2] = NAN;
     assert_int_equal(run_forward(&r, &cfg, 0, 1), MOE_OK);
     assert_int_equal(r.st->n_fallback, 0);
     assert_null(r.st->fallback);
     run_free(&r);
-    /* out of range */
+    /* out of range when on; a zeroed config (fallback 0, expert 0) is off */
+    cfg.fallback = 1;
     cfg.fallback_expert = E;
     assert_int_equal(moe_layer_config_check(&cfg), MOE_ERR_INVALID);
-    cfg.fallback_expert = -2;
+    cfg.fallback_expert = -1;
     assert_int_equal(moe_layer_config_check(&cfg), MOE_ERR_INVALID);
+    cfg.fallback = 0;
+    cfg.fallback_expert = 0;
+    assert_int_equal(moe_layer_config_check(&cfg), MOE_OK);
 }
 
 int main(void) {

@@ -55,11 +55,13 @@ typedef struct moe_layer_config {
     int shared_d_ff;         /* hidden width of an always-on shared expert
                                 (same activation), 0 = none */
     moe_routing routing;
-    int fallback_expert; /* >= 0: a token whose routing logits are not all finite
-                            goes to this expert with weight 1 (the other k - 1
+    int fallback;        /* 1: a token whose routing logits are not all finite
+                            goes to fallback_expert with weight 1 (the other k - 1
                             slots: the lowest-numbered other experts, weight 0)
-                            and adds no router gradient; -1 = off (the default,
-                            model.moe.fallback_expert). Top-k routing only. */
+                            and adds no router gradient. 0 (off) is the default,
+                            so a zeroed config never masks NaN. Top-k only. */
+    int fallback_expert; /* that expert. Models set both from the config key
+                            model.moe.fallback_expert (-1 = off). */
     /* auxiliary loss coefficients (0 = off) */
     float switch_coef;      /* Switch: coef * E * sum_i f_i P_i */
     int switch_divide_by_k; /* 1: f_i counts pairs / (T*k), balanced = 1

@@ -61,6 +61,7 @@ static moe_status check_config(const moe_model_config *c) {
     if (c->moe_every > 0) {
         moe_layer_config e = c->moe;
         e.d_model = c->d_model; /* the layer's width is the model's */
+        e.fallback = e.fallback_expert >= 0;
         return moe_layer_config_check(&e);
     }
     return MOE_OK;
@@ -198,6 +199,7 @@ moe_status gpt_create(gpt_model **out, const moe_model_config *cfg, uint64_t see
     if (!m) return moe_error(MOE_ERR_NOMEM, "model: out of memory");
     m->cfg = *cfg;
     m->cfg.moe.d_model = cfg->d_model;
+    m->cfg.moe.fallback = cfg->moe.fallback_expert >= 0; /* the config key's -1 is off */
     int L = cfg->n_layer;
     m->w.blocks = calloc((size_t)L, sizeof *m->w.blocks);
     m->g.blocks = calloc((size_t)L, sizeof *m->g.blocks);

@@ -59,6 +59,7 @@ static moe_layer_config router_config(const moe_model_config *c) {
     r.noisy = c->moe.noisy;
     r.capacity_factor = 0; /* dropless */
     r.routing = MOE_ROUTE_TOPK;
+    r.fallback = c->moe.fallback_expert >= 0;
     r.fallback_expert = c->moe.fallback_expert;
     r.cv_coef = c->moe.cv_coef;
     return r;

@@ -41,7 +41,7 @@ moe_status moe_layer_config_check(const moe_layer_config *cfg) {
         return moe_error(MOE_ERR_INVALID,
                          "moe.capacity_factor = %g: set a finite value (<= 0 = dropless)",
                          (double)cfg->capacity_factor);
-    if (cfg->fallback_expert < -1 || cfg->fallback_expert >= cfg->n_experts)
+    if (cfg->fallback && (cfg->fallback_expert < 0 || cfg->fallback_expert >= cfg->n_experts))
         return moe_error(MOE_ERR_INVALID,
                          "moe.fallback_expert = %d: set -1 (off) or an expert in [0, %d)",
                          cfg->fallback_expert, cfg->n_experts);

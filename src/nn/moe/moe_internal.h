@@ -25,7 +25,7 @@ struct moe_layer_cache {
     int *next;               /* [T] expert ranked k+1 (-1 when k == E); Shazeer's load */
     moe_real *weights;       /* [T, k] routing weights */
     unsigned char *fallback; /* [T] 1: non-finite logits, sent to the fallback expert
-                                (NULL when cfg->fallback_expert < 0) */
+                                (NULL when cfg->fallback is 0) */
     int n_fallback;          /* how many such tokens */
     int *routed;             /* [E] pairs chosen per expert, before capacity */
     int *kept;               /* [E] pairs kept per expert */

@@ -120,7 +120,7 @@ moe_status moe_router_forward(moe_layer_cache *c, const moe_layer_config *cfg,
         return MOE_ERR_NOMEM;
     c->fallback = NULL;
     c->n_fallback = 0;
-    if (cfg->fallback_expert >= 0) {
+    if (cfg->fallback) {
         c->fallback = moe_arena_calloc(arena, (size_t)T);
         if (!c->fallback) return MOE_ERR_NOMEM;
     }
