@@ -10,9 +10,9 @@
 #include <string.h>
 
 extern const unsigned char moe_dashboard_html[], moe_dashboard_js[], moe_dashboard_css[],
-    moe_openapi_json[];
+    moe_favicon_svg[], moe_openapi_json[];
 extern const size_t moe_dashboard_html_len, moe_dashboard_js_len, moe_dashboard_css_len,
-    moe_openapi_json_len;
+    moe_favicon_svg_len, moe_openapi_json_len;
 
 moe_status http_assets_load(moe_server *s) {
     char path[4096];
@@ -52,6 +52,8 @@ int http_asset_get(const moe_server *s, const char *name, http_asset *out) {
         *out = (http_asset){moe_dashboard_js, moe_dashboard_js_len, js};
     else if (!strcmp(name, "dashboard.css"))
         *out = (http_asset){moe_dashboard_css, moe_dashboard_css_len, "text/css; charset=utf-8"};
+    else if (!strcmp(name, "favicon.svg"))
+        *out = (http_asset){moe_favicon_svg, moe_favicon_svg_len, "image/svg+xml"};
     else if (!strcmp(name, "openapi.json"))
         *out = (http_asset){moe_openapi_json, moe_openapi_json_len, "application/json"};
     else if (!strcmp(name, "plotly.min.js") && s->plotly)

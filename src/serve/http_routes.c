@@ -24,6 +24,7 @@ static const http_route routes[] = {
     {"GET", "/static/dashboard.js", HTTP_AUTH_NONE, 0, http_h_static, "the dashboard's script"},
     {"GET", "/static/dashboard.css", HTTP_AUTH_NONE, 0, http_h_static, "the dashboard's style"},
     {"GET", "/static/plotly.min.js", HTTP_AUTH_NONE, 0, http_h_static, "plotly.js"},
+    {"GET", "/static/favicon.svg", HTTP_AUTH_NONE, 0, http_h_static, "the dashboard's icon"},
 };
 
 const http_route *serve_http_routes(int *n) {
