@@ -3,7 +3,7 @@
 # connections for a few seconds. Under 1% of the answers may fail (errors:
 # sockets, timeouts, non-2xx), the server stays healthy, and the requests
 # really were batched (moe_serve_batch_size saw forwards of more than one
-# request). No timing is asserted: throughput and latency are benchmarks
+# request), and promtool accepts the exposition. No timing is asserted: throughput and latency are benchmarks
 # (scripts/bench_serve.sh, BENCHMARKS.md).
 source "$(dirname "$0")/lib.bash"
 command -v wrk >/dev/null || fail "wrk is needed (scripts/install-deps.sh --with-torch)"
@@ -45,6 +45,7 @@ code=$(curl -s -o "$WORK/health" -w '%{http_code}' "$URL/healthz")
 [ "$code" = 200 ] || fail "/healthz after the load: $code $(cat "$WORK/health")"
 curl -sf -H "Authorization: Bearer $MOE_BENCH_KEY" "$URL/metrics" >"$WORK/metrics" ||
   fail "GET /metrics failed"
+promtool check metrics <"$WORK/metrics" || fail "promtool rejects the server's /metrics"
 $PY - "$WORK/metrics" <<'PY'
 import re, sys
 text = open(sys.argv[1]).read()
