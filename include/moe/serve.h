@@ -34,6 +34,7 @@ typedef struct moe_serve_options {
     int max_jobs;            /* 1 */
     int max_batch;           /* 32 */
     double batch_window_ms;  /* 2 */
+    int batch_window_always; /* wait the window for every batch, not only under load (0) */
     int max_queue;           /* 1024 */
     int threads;             /* HTTP threads (4) */
     int fallback_expert;     /* -1: none */

@@ -22,7 +22,8 @@ static void help(void) {
            "                 [--port-file FILE] [--keys FILE] [--state-dir DIR] [--data-dir DIR]\n"
            "                 [--configs-dir DIR] [--max-body BYTES] [--max-tokens N]\n"
            "                 [--max-inputs N] [--max-jobs N] [--max-batch N]\n"
-           "                 [--batch-window-ms MS] [--max-queue N] [--threads N]\n"
+           "                 [--batch-window-ms MS] [--batch-window-always] [--max-queue N]\n"
+           "                 [--threads N]\n"
            "                 [--fallback-expert E] [--public-metrics]\n\n"
            "An authenticated HTTP API for inference on trained checkpoints and for training\n"
            "jobs, with an audit log, Prometheus metrics, /openapi.json and a dashboard at /.\n"
@@ -44,6 +45,8 @@ static void help(void) {
            "  --max-jobs N          training jobs running at once; more gives 429 (1)\n"
            "  --max-batch N         inference requests merged into one forward pass (32)\n"
            "  --batch-window-ms MS  how long a model waits for more requests to batch (2)\n"
+           "  --batch-window-always wait the window before every batch (default: only under\n"
+           "                        load, so a lone client never waits)\n"
            "  --max-queue N         requests waiting per model; more gives 503 (1024)\n"
            "  --threads N           HTTP threads (4); waiting inferences hold none\n"
            "  --fallback-expert E   send tokens whose router scores are not finite to expert E\n"
@@ -95,6 +98,7 @@ int cmd_serve(int argc, char **argv) {
         {"max-jobs", CLI_INT, &o.max_jobs, 0, 1024},
         {"max-batch", CLI_INT, &o.max_batch, 1, 4096},
         {"batch-window-ms", CLI_FLOAT, &window, 0, 10000},
+        {"batch-window-always", CLI_FLAG, &o.batch_window_always, 0, 0},
         {"max-queue", CLI_INT, &o.max_queue, 1, 1 << 24},
         {"threads", CLI_INT, &o.threads, 1, 256},
         {"fallback-expert", CLI_INT, &o.fallback_expert, 0, 1 << 20},

@@ -101,7 +101,7 @@ void *serve_worker_main(void *arg) {
         } else {
             n = take_infer(sm, jobs, 0, max_batch, &inputs, &size);
             /* a short wait for company under load, unless shutting down */
-            int loaded = n > 1 || sm->last_batch > 1;
+            int loaded = sm->lim.window_always || n > 1 || sm->last_batch > 1;
             if (loaded && n < max_batch && sm->lim.batch_window_ms > 0 && !sm->stopping) {
                 struct timespec ts;
                 deadline_after(&ts, sm->lim.batch_window_ms);

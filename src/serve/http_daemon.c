@@ -219,8 +219,14 @@ moe_status moe_serve_start(moe_server **out, const moe_serve_options *o) {
     s->opt = *o;
     if (!s->opt.host || !*s->opt.host) s->opt.host = "127.0.0.1";
     serve_limits_default(&s->limits);
-    s->limits = (serve_limits){o->max_body_bytes, o->max_tokens,      o->max_inputs, o->max_jobs,
-                               o->max_batch,      o->batch_window_ms, o->max_queue};
+    s->limits = (serve_limits){.max_body_bytes = o->max_body_bytes,
+                               .max_tokens = o->max_tokens,
+                               .max_inputs = o->max_inputs,
+                               .max_jobs = o->max_jobs,
+                               .max_batch = o->max_batch,
+                               .batch_window_ms = o->batch_window_ms,
+                               .max_queue = o->max_queue,
+                               .window_always = o->batch_window_always};
     st = open_parts(s);
     int fd = -1;
     if (st == MOE_OK) st = open_listener(s->opt.host, o->port, &fd, &s->port);

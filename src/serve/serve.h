@@ -30,6 +30,8 @@ typedef struct serve_limits {
     int max_batch;          /* inference requests merged into one forward (32) */
     double batch_window_ms; /* how long a worker waits for more requests to batch (2 ms) */
     int max_queue;          /* requests waiting per model; more gives 503 (1024) */
+    int window_always;      /* 1: wait the window before every batch; 0: only under load
+                               (the pickup found company or the last forward merged some) */
 } serve_limits;
 
 void serve_limits_default(serve_limits *l);

@@ -7,17 +7,9 @@
 # with the right statuses and no key material, /metrics counts exactly the
 # requests made, and /openapi.json is the document in the source tree.
 source "$(dirname "$0")/lib.bash"
+source "$(dirname "$0")/serve_lib.bash"
 
-pid=""
-stop_server() {
-  if [ -n "$pid" ]; then kill -9 "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
-  pid=""
-}
-trap 'stop_server; rm -rf "$WORK"' EXIT
-
-$MOE train --config configs/tiny.json --set out_dir="$WORK/runs" --set train.steps=20 \
-  --set train.eval_every=0 --set train.sample_tokens=0 --quiet >/dev/null 2>&1
-model=$(ls -d "$WORK"/runs/tiny-*/checkpoints/best)
+model=$(serve_tiny_model)
 
 # two keys from `moe key new`: the keys file holds their hashes only
 $MOE key new --id reader --scope infer >"$WORK/k1"
@@ -42,18 +34,9 @@ fi
 
 MAX_BODY=65536
 unset MOE_API_KEYS
-$MOE serve --model tiny="$model" --port 0 --port-file "$WORK/port" --keys "$WORK/keys" \
-  --state-dir "$WORK/state" --data-dir . --configs-dir configs --max-body $MAX_BODY \
-  --threads 2 2>"$WORK/server.log" &
-pid=$!
-for _ in $(seq 400); do
-  [ -s "$WORK/port" ] && break
-  kill -0 "$pid" 2>/dev/null || fail "moe serve exited: $(cat "$WORK/server.log")"
-  sleep 0.05
-done
-[ -s "$WORK/port" ] || fail "no port file: $(cat "$WORK/server.log")"
-PORT=$(cat "$WORK/port")
-BASE="http://127.0.0.1:$PORT"
+serve_start --model tiny="$model" --keys "$WORK/keys" --state-dir "$WORK/state" --data-dir . \
+  --configs-dir configs --max-body $MAX_BODY --threads 2
+BASE=$URL
 grep -q "moe serve: listening on http://127.0.0.1:$PORT" "$WORK/server.log" ||
   fail "no 'listening on' line: $(cat "$WORK/server.log")"
 
@@ -286,10 +269,5 @@ assert not diff, f"(want, got) per (endpoint, method, status, key): {diff}"
 PY
 
 # ---- a clean stop ----------------------------------------------------------------
-kill -TERM "$pid"
-for _ in $(seq 600); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
-kill -0 "$pid" 2>/dev/null && fail "moe serve still runs 30 s after SIGTERM"
-rc=0; wait "$pid" || rc=$?
-pid=""
-[ $rc = 0 ] || fail "moe serve exited $rc after SIGTERM: $(cat "$WORK/server.log")"
+serve_stop
 echo "serve_api: $(wc -l <"$EXPECT") requests checked"

@@ -7,39 +7,18 @@
 # keyboard path and WCAG AA contrast. Screenshot:
 # $MOE_BUILD_DIR/test-output/dashboard.png.
 source "$(dirname "$0")/lib.bash"
+source "$(dirname "$0")/serve_lib.bash"
 : "${MOE_BUILD_DIR:?}"
 command -v node >/dev/null || fail "node is needed (scripts/install-deps.sh)"
 [ -d node_modules/playwright-core ] || fail "node_modules missing: run npm ci in $(pwd)"
 
-$MOE train --config configs/tiny.json --set out_dir="$WORK/runs" --set train.steps=20 \
-  --set train.eval_every=0 --set train.sample_tokens=0 --quiet >"$WORK/train.out"
-run=$(ls -d "$WORK"/runs/tiny-*)
-[ -d "$run/checkpoints/best" ] || fail "training left no $run/checkpoints/best"
-
-key=$($PY -c 'import secrets; print(secrets.token_hex(32))')
-server_pid=
-stop_server() {
-  if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
-    kill -TERM "$server_pid" 2>/dev/null || true
-    for _ in $(seq 100); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$server_pid" 2>/dev/null || true
-  fi
-}
-trap 'stop_server; rm -rf "$WORK"' EXIT
 trap 'exit 1' INT TERM
 
-MOE_API_KEYS="dash:train:$key" $MOE serve --port 0 --port-file "$WORK/port" \
-  --state-dir "$WORK/state" --configs-dir configs --data-dir . \
-  --model "tiny=$run/checkpoints/best" 2>"$WORK/serve.err" &
-server_pid=$!
-for _ in $(seq 300); do
-  [ -s "$WORK/port" ] && break
-  kill -0 "$server_pid" 2>/dev/null || { cat "$WORK/serve.err" >&2; fail "moe serve exited"; }
-  sleep 0.1
-done
-[ -s "$WORK/port" ] || { cat "$WORK/serve.err" >&2; fail "moe serve wrote no port file in 30 s"; }
-port=$(cat "$WORK/port")
-url="http://127.0.0.1:$port/"
+model=$(serve_tiny_model)
+key=$(random_key)
+MOE_API_KEYS="dash:train:$key" serve_start --state-dir "$WORK/state" --configs-dir configs \
+  --data-dir . --model "tiny=$model"
+url="$URL/"
 
 # the page and its files are there without a key, under the CSP
 curl -sS -D "$WORK/head" -o "$WORK/index.html" "$url" || fail "GET / failed"
@@ -54,7 +33,7 @@ shot=$MOE_BUILD_DIR/test-output/dashboard.png
 mkdir -p "$(dirname "$shot")"
 rm -f "$shot"
 DASH_TIMEOUT_S=150 timeout 170 node tests/browser/serve_dashboard.mjs "$url" "$key" tiny "$shot" \
-  >"$WORK/browser.out" 2>&1 || { cat "$WORK/browser.out"; tail -20 "$WORK/serve.err" >&2; fail "the dashboard test failed"; }
+  >"$WORK/browser.out" 2>&1 || { cat "$WORK/browser.out"; tail -20 "$WORK/server.log" >&2; fail "the dashboard test failed"; }
 cat "$WORK/browser.out"
 [ -s "$shot" ] || fail "no screenshot at $shot"
 
@@ -67,5 +46,5 @@ j = json.loads(jobs[0].read_text())
 assert j.get("state") in ("cancelled", "completed"), j.get("state")
 print(f"job {jobs[0].parent.name}: {j.get('state')}")
 PY
-stop_server
+serve_stop
 echo "1 passed, 0 failed"

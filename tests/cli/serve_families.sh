@@ -8,8 +8,7 @@
 # a label and class probabilities, and its routing trace starts with [CLS].
 # Generation on a classifier is refused with 400 naming the model.
 source "$(dirname "$0")/lib.bash"
-pid=""
-trap '[ -n "$pid" ] && kill -9 "$pid" 2>/dev/null; rm -rf "$WORK"' EXIT
+source "$(dirname "$0")/serve_lib.bash"
 iris_csv=/usr/lib/python3/dist-packages/sklearn/datasets/data/iris.csv
 
 $MOE train --config configs/mlp-moe-iris.json --set name=iris --set train.epochs=300 \
@@ -20,18 +19,9 @@ mkdir -p "$WORK/models"
 mv "$WORK"/runs/iris-* "$WORK/models/iris"
 mv "$WORK"/runs/spam-* "$WORK/models/spam"
 
-KEY=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+KEY=$(random_key)
 export MOE_API_KEYS="fam:infer:$KEY"
-$MOE serve --models "$WORK/models" --port 0 --port-file "$WORK/port" --state-dir "$WORK/state" \
-  2>"$WORK/server.log" &
-pid=$!
-for _ in $(seq 600); do
-  [ -s "$WORK/port" ] && break
-  kill -0 "$pid" 2>/dev/null || fail "moe serve exited: $(cat "$WORK/server.log")"
-  sleep 0.05
-done
-[ -s "$WORK/port" ] || fail "no port file: $(cat "$WORK/server.log")"
-URL="http://127.0.0.1:$(cat "$WORK/port")"
+serve_start --models "$WORK/models" --state-dir "$WORK/state"
 api() { # api PATH BODY: prints the status; the answer in $WORK/resp
   curl -sS -o "$WORK/resp" -w '%{http_code}' -H "Authorization: Bearer $KEY" \
     -H 'Content-Type: application/json' ${2:+--data "$2"} "$URL$1"
@@ -101,7 +91,5 @@ grep -q '"field":"model"' "$WORK/resp" || fail "the 400 does not name model: $(c
 code=$(api /v1/infer '{"model": "iris", "rows": [[1, 2, 3]]}')
 [ "$code" = 400 ] || fail "a row of 3 numbers for iris: $code"
 
-kill -TERM "$pid"
-wait "$pid" || fail "moe serve exited non-zero after SIGTERM: $(cat "$WORK/server.log")"
-pid=""
+serve_stop
 echo "1 passed, 0 failed"

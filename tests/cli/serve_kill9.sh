@@ -4,34 +4,16 @@
 # "interrupted" and resumable, its checkpoint loads, and resuming it through
 # the API runs it to completion. Then SIGTERM stops the server cleanly.
 source "$(dirname "$0")/lib.bash"
+source "$(dirname "$0")/serve_lib.bash"
 
-pid=""
-stop_server() { # the server this script started, if it still runs
-  if [ -n "$pid" ]; then kill -9 "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
-  pid=""
-}
-trap 'stop_server; rm -rf "$WORK"' EXIT
-
-# a model to serve: a few seconds of configs/tiny.json
-$MOE train --config configs/tiny.json --set out_dir="$WORK/runs" --set train.steps=20 \
-  --set train.eval_every=0 --set train.sample_tokens=0 --quiet >"$WORK/train.log" 2>&1
-model=$(ls -d "$WORK"/runs/tiny-*/checkpoints/best)
-KEY=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+model=$(serve_tiny_model)
+KEY=$(random_key)
 export MOE_API_KEYS="trainer:train:$KEY"
 state="$WORK/state"
 
 start_server() {
-  rm -f "$WORK/port"
-  $MOE serve --model tiny="$model" --port 0 --port-file "$WORK/port" --state-dir "$state" \
-    --data-dir . --configs-dir configs --max-jobs 1 2>>"$WORK/server.log" &
-  pid=$!
-  for _ in $(seq 400); do # up to 20 s (sanitizer builds start slowly)
-    [ -s "$WORK/port" ] && break
-    kill -0 "$pid" 2>/dev/null || fail "moe serve exited: $(cat "$WORK/server.log")"
-    sleep 0.05
-  done
-  [ -s "$WORK/port" ] || fail "moe serve wrote no port file: $(cat "$WORK/server.log")"
-  URL="http://127.0.0.1:$(cat "$WORK/port")"
+  serve_start --model tiny="$model" --state-dir "$state" --data-dir . --configs-dir configs \
+    --max-jobs 1
 }
 
 # api METHOD PATH [BODY]: prints the HTTP status; the body lands in $WORK/resp
@@ -59,9 +41,7 @@ for _ in $(seq 600); do # the first checkpoint, within 30 s
   sleep 0.05
 done
 [ -d "$jobdir/run/checkpoints/latest" ] || fail "no checkpoint after 30 s: $(cat "$WORK/server.log")"
-kill -9 "$pid"
-wait "$pid" 2>/dev/null || true
-pid=""
+serve_kill
 
 # what the dead server left: a whole job.json that still says running
 [ "$(json_get "$jobdir/job.json" "j['state']")" = running ] ||
@@ -99,9 +79,5 @@ done
 [ "$(job_field "j['progress']['step']")" = 120 ] || fail "steps: $(cat "$WORK/resp")"
 
 # SIGTERM: a clean exit
-kill -TERM "$pid"
-rc=0
-wait "$pid" || rc=$?
-pid=""
-[ "$rc" = 0 ] || fail "moe serve exited $rc on SIGTERM: $(tail -5 "$WORK/server.log")"
+serve_stop
 echo "1 passed, 0 failed"

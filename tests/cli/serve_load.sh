@@ -6,27 +6,14 @@
 # request), and promtool accepts the exposition. No timing is asserted: throughput and latency are benchmarks
 # (scripts/bench_serve.sh, BENCHMARKS.md).
 source "$(dirname "$0")/lib.bash"
+source "$(dirname "$0")/serve_lib.bash"
 command -v wrk >/dev/null || fail "wrk is needed (scripts/install-deps.sh --with-torch)"
 
-pid=""
-trap '[ -n "$pid" ] && kill -9 "$pid" 2>/dev/null; rm -rf "$WORK"' EXIT
-$MOE train --config configs/tiny.json --set out_dir="$WORK/runs" --set train.steps=20 \
-  --set train.eval_every=0 --set train.sample_tokens=0 --quiet >/dev/null 2>&1
-model=$(ls -d "$WORK"/runs/tiny-*/checkpoints/best)
-export MOE_BENCH_KEY=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+model=$(serve_tiny_model)
+export MOE_BENCH_KEY=$(random_key)
 export MOE_API_KEYS="load:infer:$MOE_BENCH_KEY"
 export MOE_BENCH_BODY='{"model": "tiny", "text": "In the beginning God created the heaven and the earth."}'
-
-$MOE serve --model tiny="$model" --port 0 --port-file "$WORK/port" --state-dir "$WORK/state" \
-  --threads 4 2>"$WORK/server.log" &
-pid=$!
-for _ in $(seq 400); do
-  [ -s "$WORK/port" ] && break
-  kill -0 "$pid" 2>/dev/null || fail "moe serve exited: $(cat "$WORK/server.log")"
-  sleep 0.05
-done
-[ -s "$WORK/port" ] || fail "no port file: $(cat "$WORK/server.log")"
-URL="http://127.0.0.1:$(cat "$WORK/port")"
+serve_start --model tiny="$model" --state-dir "$WORK/state" --threads 4
 
 wrk -t2 -c64 -d"${MOE_LOAD_SECONDS:-3}s" --timeout 20s -s scripts/serve/infer.lua "$URL/v1/infer" \
   >"$WORK/wrk.out" || fail "wrk failed: $(cat "$WORK/wrk.out")"
@@ -60,7 +47,5 @@ assert forwards > single, f"no forward merged two requests ({forwards} forwards,
 assert requests > forwards, f"{requests} answers from {forwards} forwards: nothing was batched"
 print(f"{requests:.0f} answers from {forwards:.0f} forwards")
 PY
-kill -TERM "$pid"
-wait "$pid" || fail "moe serve exited non-zero after SIGTERM: $(cat "$WORK/server.log")"
-pid=""
+serve_stop
 echo "1 passed, 0 failed"

@@ -5,37 +5,20 @@
 # job checkpoints and becomes "interrupted", the process exits 0; after a
 # restart the job is resumable and resumes.
 source "$(dirname "$0")/lib.bash"
-
-pid=""
+source "$(dirname "$0")/serve_lib.bash"
 bg=()
-stop_all() {
-  if [ -n "$pid" ]; then kill -9 "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
-  for p in "${bg[@]}"; do kill "$p" 2>/dev/null || true; done
-  pid=""
-}
-trap 'stop_all; rm -rf "$WORK"' EXIT
+trap 'serve_kill; for p in "${bg[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"' EXIT
 
-$MOE train --config configs/tiny.json --set out_dir="$WORK/runs" --set train.steps=20 \
-  --set train.eval_every=0 --set train.sample_tokens=0 --quiet >/dev/null 2>&1
-model=$(ls -d "$WORK"/runs/tiny-*/checkpoints/best)
-KEY=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+model=$(serve_tiny_model)
+KEY=$(random_key)
 export MOE_API_KEYS="ops:train:$KEY"
 state="$WORK/state"
 
-# a long batch window keeps the inferences in flight for a second
+# a long batch window, waited for every batch, keeps the inferences in
+# flight for a second
 start_server() {
-  rm -f "$WORK/port"
-  $MOE serve --model tiny="$model" --port 0 --port-file "$WORK/port" --state-dir "$state" \
-    --data-dir . --configs-dir configs --threads 2 --max-batch 64 --batch-window-ms 1500 \
-    2>>"$WORK/server.log" &
-  pid=$!
-  for _ in $(seq 400); do
-    [ -s "$WORK/port" ] && break
-    kill -0 "$pid" 2>/dev/null || fail "moe serve exited: $(cat "$WORK/server.log")"
-    sleep 0.05
-  done
-  [ -s "$WORK/port" ] || fail "no port file: $(cat "$WORK/server.log")"
-  URL="http://127.0.0.1:$(cat "$WORK/port")"
+  serve_start --model tiny="$model" --state-dir "$state" --data-dir . --configs-dir configs \
+    --threads 2 --max-batch 64 --batch-window-ms 1500 --batch-window-always
 }
 api() { # api METHOD PATH [BODY]: prints the status; body in $WORK/resp
   local args=(-sS -o "$WORK/resp" -w '%{http_code}' -X "$1" -H "Authorization: Bearer $KEY")
@@ -64,7 +47,7 @@ done
 [ -d "$jobdir/run/checkpoints/latest" ] || fail "no checkpoint after 30 s: $(cat "$WORK/server.log")"
 
 # a kept-alive connection, to ask /healthz during the shutdown (new ones are refused)
-$PY - "$(cat "$WORK/port")" "$WORK" <<'PY' &
+$PY - "$PORT" "$WORK" <<'PY' &
 import http.client, json, os, sys, time
 port, work = int(sys.argv[1]), sys.argv[2]
 c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
@@ -93,11 +76,11 @@ for _ in $(seq 200); do
   sleep 0.02
 done
 [ "${n:-0}" -ge 7 ] || fail "the inferences never were in flight together (inflight $n)"
-kill -TERM "$pid"
+kill -TERM "$SERVE_PID"
 sleep 0.2
 touch "$WORK/keepalive.go"
-wait_exit "$pid" 60
-pid=""
+wait_exit "$SERVE_PID" 60
+SERVE_PID=""
 [ "$rc" = 0 ] || fail "moe serve exited $rc after SIGTERM: $(cat "$WORK/server.log")"
 for i in 1 2 3 4 5 6; do
   wait "${bg[$i]}" 2>/dev/null || true
@@ -136,10 +119,7 @@ done
 [ "$now" -gt "$step" ] || fail "the resumed job did not go past step $step: $(cat "$WORK/resp")"
 code=$(api DELETE "/v1/jobs/$id")
 [ "$code" = 200 ] || fail "cancel: $code $(cat "$WORK/resp")"
-kill -TERM "$pid"
-wait_exit "$pid" 60
-pid=""
-[ "$rc" = 0 ] || fail "second server exited $rc: $(cat "$WORK/server.log")"
+serve_stop 60
 state_now=$(json_get "$jobdir/job.json" "j['state']")
 case $state_now in cancelled | interrupted) ;; *) fail "job after cancel and stop: $state_now" ;; esac
 echo "serve_shutdown: ok (job stopped at step $step, resumed past it)"
