@@ -293,6 +293,10 @@ static void test_bad_configs_name_the_key(void **state) {
     expect_bad(js, "not json", 400, "");
     expect_bad(js, "[1]", 400, "");
     expect_bad(js, "{\"config\": \"tiny\", \"bogus\": 1}", 400, "bogus");
+    /* the same strict parse as every other body */
+    expect_bad(js, "{\"config\": \"tiny\"} junk", 400, "");
+    expect_bad(js, "{\"config\": \"tiny\", \"config\": \"tiny\"}", 400, "config");
+    expect_bad(js, "{\"config\": \"ti\\u0000ny\"}", 400, "");
     expect_bad(js, "{\"config\": \"../x\"}", 400, "config");
     expect_bad(js, "{\"config\": \"no-such-preset\"}", 400, "config");
     expect_bad(js, "{\"config\": 5}", 400, "config");

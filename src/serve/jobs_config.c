@@ -167,28 +167,14 @@ moe_status jobs_build_config(const struct serve_jobs *js, const char *body, size
                              const char *out_dir, moe_run_config *cfg, char *name, size_t name_cap,
                              serve_error *err) {
     moe_config_defaults(cfg);
-    cJSON *root = body ? cJSON_ParseWithLength(body, len) : NULL;
-    if (!cJSON_IsObject(root)) {
-        cJSON_Delete(root);
-        return serve_fail(err, 400, "", "the body must be a JSON object {\"config\": ...}");
-    }
-    moe_status st = MOE_OK;
-    const cJSON *item, *config = NULL, *set = NULL, *jname = NULL;
-    cJSON_ArrayForEach(item, root) {
-        if (strcmp(item->string, "config") == 0)
-            config = item;
-        else if (strcmp(item->string, "set") == 0)
-            set = item;
-        else if (strcmp(item->string, "name") == 0)
-            jname = item;
-        else {
-            st = serve_fail(err, 400, item->string,
-                            "unknown field \"%.60s\"; a training request has \"config\", \"set\" "
-                            "and \"name\"",
-                            item->string);
-            break;
-        }
-    }
+    static const char *const keys[] = {"config", "set", "name", NULL};
+    cJSON *root = NULL;
+    moe_status st =
+        serve_parse_object(body, len, keys, "\"config\", \"set\" and \"name\"", &root, err);
+    if (st != MOE_OK) return st;
+    const cJSON *item, *config = cJSON_GetObjectItemCaseSensitive(root, "config"),
+                       *set = cJSON_GetObjectItemCaseSensitive(root, "set"),
+                       *jname = cJSON_GetObjectItemCaseSensitive(root, "name");
     if (st == MOE_OK && jname && !(cJSON_IsString(jname) && serve_name_valid(jname->valuestring)))
         st = serve_fail(err, 400, "name",
                         "\"name\": 1 to 63 letters, digits, '_', '.', '-', starting with a letter "

@@ -413,3 +413,13 @@ void serve_generate_request_free(serve_generate_request *r) {
     free(r->prompt_tokens);
     memset(r, 0, sizeof *r);
 }
+
+moe_status serve_parse_object(const char *body, size_t len, const char *const *keys,
+                              const char *allowed, cJSON **out, serve_error *err) {
+    moe_status st = parse_object(body, len, out, err);
+    if (st == MOE_OK && (st = check_keys(*out, keys, allowed, err)) != MOE_OK) {
+        cJSON_Delete(*out);
+        *out = NULL;
+    }
+    return st;
+}

@@ -135,6 +135,13 @@ void serve_infer_request_free(serve_infer_request *r);
 moe_status serve_parse_generate(const char *body, size_t len, const serve_limits *lim,
                                 serve_generate_request *out, serve_error *err);
 void serve_generate_request_free(serve_generate_request *r);
+/* The strict parse every body gets: exactly len bytes of one JSON object
+ * (no trailing data, no \u0000), only the keys in keys (NULL-terminated),
+ * none twice; 400 naming the field otherwise, with allowed listing them.
+ * *out is the cJSON tree to delete. */
+struct cJSON;
+moe_status serve_parse_object(const char *body, size_t len, const char *const *keys,
+                              const char *allowed, struct cJSON **out, serve_error *err);
 
 /* ---- served models (models.c, infer.c) -------------------------------- */
 
