@@ -53,7 +53,8 @@ static inline moe_real real_exp_simd(moe_real x) {
     y = y * r + 1.6666665459e-1f;
     y = y * r + 5.0000001201e-1f;
     y = y * (r * r) + r + 1.0f;
-    int32_t bits = (ni + 127) * (1 << 23);
+    /* unsigned: a NaN x gives a wild ni, and its bits must not be UB (the result is NaN anyway) */
+    uint32_t bits = ((uint32_t)ni + 127u) << 23;
     float scale;
     memcpy(&scale, &bits, sizeof scale);
     return y * scale;
