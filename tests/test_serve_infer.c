@@ -82,6 +82,11 @@ static int setup(void **state) {
     decoder_config(&c);
     save_model(scratch_path("models/dec/checkpoints/best"), &c, 0); /* a run directory */
     save_model(scratch_path("nan/ckpt"), &c, 1);
+    c.model.vocab_size = 128; /* byte-level, ASCII only: legal with data.source=file */
+    snprintf(c.data.source, sizeof c.data.source, "file");
+    snprintf(c.data.path, sizeof c.data.path, "ascii.txt");
+    save_model(scratch_path("small/ckpt"), &c, 0);
+    decoder_config(&c);
 
     decoder_config(&c);
     c.model.vocab_size = 256 + MOE_TOK_N_SPECIAL; /* "bytes" and its special tokens */
@@ -482,6 +487,58 @@ static void test_fallback(void **state) {
     moe_registry_free(reg);
 }
 
+/* Queues body on m without waiting (the worker batches what is queued). */
+static void submit(serve_model *m, const char *body, call *c) {
+    serve_limits l = limits();
+    serve_infer_request rq;
+    serve_error e;
+    call_init(c);
+    assert_int_equal(serve_parse_infer(body, strlen(body), &l, &rq, &e), MOE_OK);
+    assert_int_equal(serve_infer_submit(m, &rq, &c->reply, on_done, c, &e), MOE_OK);
+    serve_infer_request_free(&rq);
+}
+
+/* A byte-level decoder with a vocabulary of 128: a text byte >= 128 is
+ * refused with 400 before the forward, so the valid request batched with
+ * it is answered (the forward would have refused the whole batch). */
+static void test_text_outside_vocab(void **state) {
+    (void)state;
+    serve_limits l = limits();
+    l.batch_window_ms = 300;
+    l.window_always = 1; /* the two requests below go into one batch */
+    char arg[4200];
+    snprintf(arg, sizeof arg, "small=%s", scratch_path("small/ckpt"));
+    const char *extra[] = {arg};
+    serve_models *ms = NULL;
+    assert_int_equal(serve_models_open(&ms, NULL, extra, 1, &l, -1, NULL), MOE_OK);
+    serve_model *m = serve_models_find(ms, "small");
+    call bad, good, bad2;
+    submit(m, "{\"model\": \"small\", \"text\": \"caf\u00e9\"}", &bad);
+    submit(m, "{\"model\": \"small\", \"text\": \"cafe\"}", &good);
+    submit(m, "{\"model\": \"small\", \"text\": [\"ok\", \"na\u00efve\"]}", &bad2);
+    call_wait(&bad);
+    call_wait(&good);
+    call_wait(&bad2);
+    cJSON *o = cJSON_Parse(bad.reply.body);
+    if (bad.reply.status != 400) print_error("%s\n", bad.reply.body);
+    assert_int_equal(bad.reply.status, 400);
+    assert_string_equal(item(item(o, "error"), "field")->valuestring, "text");
+    assert_non_null(strstr(item(item(o, "error"), "message")->valuestring, "vocabulary size 128"));
+    cJSON_Delete(o);
+    o = cJSON_Parse(bad2.reply.body);
+    assert_int_equal(bad2.reply.status, 400);
+    assert_string_equal(item(item(o, "error"), "field")->valuestring, "text[1]");
+    cJSON_Delete(o);
+    if (good.reply.status != 200) print_error("%s\n", good.reply.body);
+    assert_int_equal(good.reply.status, 200);
+    call_free(&bad);
+    call_free(&good);
+    call_free(&bad2);
+    /* ids as tokens: the same bound, naming the id */
+    expect_400(ms, "{\"model\": \"small\", \"tokens\": [1, 128]}", "tokens[1]");
+    serve_models_close(ms);
+}
+
 static void test_queue_full(void **state) {
     (void)state;
     serve_limits l = limits();
@@ -524,6 +581,7 @@ int main(void) {
         cmocka_unit_test(test_batching_matches_alone),
         cmocka_unit_test(test_generate_reproducible),
         cmocka_unit_test(test_fallback),
+        cmocka_unit_test(test_text_outside_vocab),
         cmocka_unit_test(test_queue_full),
     };
     return cmocka_run_group_tests(tests, setup, scratch_teardown);

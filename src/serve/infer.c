@@ -79,6 +79,42 @@ static int input_ids(serve_model *sm, const serve_infer_request *r, int i, int32
     return 0;
 }
 
+/* Every id of input i below the vocabulary: the forward refuses the whole
+ * batch otherwise, so a request it would refuse must not get that far.
+ * Text ids are bytes for byte-level models, whose vocabulary may be
+ * smaller than 256 (a data.source=file run). 0 when all are in range. */
+static int check_vocab(serve_model *sm, prep *p, int i, const char *f) {
+    const serve_infer_request *r = &p->job->infer;
+    const int V = sm->mc->vocab_size;
+    const int first = p->len[i] - (r->kind == SERVE_INPUT_TOKENS ? r->n_tokens[i] : 0);
+    for (int j = 0; j < p->len[i]; j++) {
+        const int32_t id = p->ids[i][j];
+        if (id >= 0 && id < V) continue;
+        if (r->kind == SERVE_INPUT_TOKENS) {
+            char fj[80];
+            if (r->n_inputs == 1) /* "tokens": [..] (or [[..]]) */
+                snprintf(fj, sizeof fj, "tokens[%d]", j - first);
+            else
+                snprintf(fj, sizeof fj, "%s[%d]", f, j - first);
+            serve_reply_error(sm, p->job->reply, 400, fj,
+                              "token id %d is not below the vocabulary size %d of model %s",
+                              (int)id, V, sm->name);
+        } else if (sm->tok) { /* not expected: the tokenizer's ids were checked at load */
+            serve_reply_error(sm, p->job->reply, 400, f,
+                              "the tokenizer gave id %d, not below the vocabulary size %d of "
+                              "model %s",
+                              (int)id, V, sm->name);
+        } else {
+            serve_reply_error(sm, p->job->reply, 400, f,
+                              "byte %d (0x%02X) at offset %d is not below the vocabulary size %d "
+                              "of model %s: it reads only bytes 0..%d (no such characters)",
+                              (int)id, (unsigned)id & 0xFFu, j, V, sm->name, V - 1);
+        }
+        return -1;
+    }
+    return 0;
+}
+
 /* Model-dependent checks and token ids; 0 when the request may run. */
 static int prepare(serve_model *sm, prep *p) {
     serve_infer_request *r = &p->job->infer;
@@ -120,7 +156,7 @@ static int prepare(serve_model *sm, prep *p) {
         serve_reply_error(sm, rep, 503, "", "out of memory: try again later");
         return -1;
     }
-    const int V = sm->mc->vocab_size, L = sm->mc->max_seq_len;
+    const int L = sm->mc->max_seq_len;
     for (int i = 0; i < p->n; i++) {
         char f[64];
         field_of(f, sizeof f, r, i);
@@ -128,18 +164,7 @@ static int prepare(serve_model *sm, prep *p) {
             serve_reply_error(sm, rep, 503, f, "out of memory: try again later");
             return -1;
         }
-        for (int j = 0; r->kind == SERVE_INPUT_TOKENS && j < r->n_tokens[i]; j++)
-            if (r->tokens[i][j] >= V) {
-                char fj[80];
-                if (r->n_inputs == 1) /* "tokens": [..] (or [[..]]) */
-                    snprintf(fj, sizeof fj, "tokens[%d]", j);
-                else
-                    snprintf(fj, sizeof fj, "%s[%d]", f, j);
-                serve_reply_error(sm, rep, 400, fj,
-                                  "token id %d is not below the vocabulary size %d of model %s",
-                                  (int)r->tokens[i][j], V, sm->name);
-                return -1;
-            }
+        if (check_vocab(sm, p, i, f)) return -1;
         if (p->len[i] > L) {
             serve_reply_error(sm, rep, 400, f,
                               "%d tokens but model %s reads at most %d (max_seq_len): shorten "
@@ -375,6 +400,16 @@ void serve_infer_batch(serve_model *sm, serve_job **jobs, int n) {
         const char *lv[] = {sm->name};
         if (sm->metrics->batch_size) moe_metric_observe(sm->metrics->batch_size, lv, batch);
         if (sm->metrics->forward_s) moe_metric_observe(sm->metrics->forward_s, lv, secs);
+        if (st && batch > 1) {
+            /* prepare refuses what the forward would, so this is not
+             * expected; still, one request must not fail the others: each
+             * goes again alone, and only the one at fault gets the error */
+            for (int q = 0; q < n; q++)
+                if (ps[q].ok) serve_infer_batch(sm, &ps[q].job, 1);
+            for (int q = 0; q < n; q++) prep_free(&ps[q]);
+            free(ps);
+            return;
+        }
         const int V = sm->transformer ? sm->mc->vocab_size : 1;
         double *pr = malloc((size_t)V * sizeof *pr);
         if (!st && !pr) st = MOE_ERR_NOMEM;
@@ -383,7 +418,8 @@ void serve_infer_batch(serve_model *sm, serve_job **jobs, int n) {
             if (!ps[q].ok) continue;
             if (st) {
                 serve_reply_error(sm, ps[q].job->reply, 500, "",
-                                  "the forward of model %s failed: %s", sm->name, moe_last_error());
+                                  "the forward of model %s failed on this request: %s", sm->name,
+                                  moe_last_error());
                 continue;
             }
             const serve_infer_request *r = &ps[q].job->infer;
