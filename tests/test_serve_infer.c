@@ -87,6 +87,9 @@ static int setup(void **state) {
     snprintf(c.data.path, sizeof c.data.path, "ascii.txt");
     save_model(scratch_path("small/ckpt"), &c, 0);
     decoder_config(&c);
+    c.model.post_ln = 1; /* scores text, but generation has no post-norm path */
+    save_model(scratch_path("post/ckpt"), &c, 0);
+    decoder_config(&c);
 
     decoder_config(&c);
     c.model.vocab_size = 256 + MOE_TOK_N_SPECIAL; /* "bytes" and its special tokens */
@@ -245,6 +248,7 @@ static void test_shapes(void **state) {
     const cJSON *first = cJSON_GetArrayItem(item(lo, "models"), 0);
     assert_string_equal(item(first, "name")->valuestring, "dec");
     assert_string_equal(item(first, "input")->valuestring, "text");
+    assert_true(cJSON_IsTrue(item(first, "generate")));
     const cJSON *mlp = cJSON_GetArrayItem(item(lo, "models"), 2);
     assert_string_equal(item(mlp, "family")->valuestring, "mlp_moe");
     assert_int_equal(item(mlp, "n_features")->valueint, 4);
@@ -539,6 +543,34 @@ static void test_text_outside_vocab(void **state) {
     serve_models_close(ms);
 }
 
+/* A post-norm decoder: /v1/models says it does not generate, and
+ * /v1/generate answers 400 naming the model, not 500. */
+static void test_post_norm_does_not_generate(void **state) {
+    (void)state;
+    serve_limits l = limits();
+    char arg[4200];
+    snprintf(arg, sizeof arg, "post=%s", scratch_path("post/ckpt"));
+    const char *extra[] = {arg};
+    serve_models *ms = NULL;
+    assert_int_equal(serve_models_open(&ms, NULL, extra, 1, &l, -1, NULL), MOE_OK);
+    char *list = serve_models_list_json(ms);
+    cJSON *lo = cJSON_Parse(list);
+    free(list);
+    const cJSON *post = cJSON_GetArrayItem(item(lo, "models"), 0);
+    assert_string_equal(item(post, "task")->valuestring, "lm");
+    assert_true(cJSON_IsFalse(item(post, "generate")));
+    cJSON_Delete(lo);
+    int status;
+    cJSON *o = generate_now(ms, "{\"model\": \"post\", \"prompt\": \"In\"}", &status);
+    assert_int_equal(status, 400);
+    assert_string_equal(item(item(o, "error"), "field")->valuestring, "model");
+    cJSON_Delete(o);
+    o = infer_now(ms, "{\"model\": \"post\", \"text\": \"In the\"}", &status);
+    assert_int_equal(status, 200);
+    cJSON_Delete(o);
+    serve_models_close(ms);
+}
+
 static void test_queue_full(void **state) {
     (void)state;
     serve_limits l = limits();
@@ -582,6 +614,7 @@ int main(void) {
         cmocka_unit_test(test_generate_reproducible),
         cmocka_unit_test(test_fallback),
         cmocka_unit_test(test_text_outside_vocab),
+        cmocka_unit_test(test_post_norm_does_not_generate),
         cmocka_unit_test(test_queue_full),
     };
     return cmocka_run_group_tests(tests, setup, scratch_teardown);

@@ -77,6 +77,13 @@ void serve_generate_one(serve_model *sm, serve_job *job) {
                           sm->family, serve_task_name(sm->task));
         return;
     }
+    if (!sm->can_generate) {
+        serve_reply_error(sm, job->reply, 400, "model",
+                          "model %s is a post-norm decoder (model.post_ln): generation needs a "
+                          "pre-norm one; /v1/infer scores its text",
+                          sm->name);
+        return;
+    }
     if (r->trace && moe_model_moe_layers(sm->model) == 0) {
         serve_reply_error(sm, job->reply, 400, "trace",
                           "model %s has no MoE layers to trace: leave trace out", sm->name);

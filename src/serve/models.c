@@ -218,7 +218,7 @@ static cJSON *model_json(const serve_model *sm) {
          * rows already standardised with the training split's mean/std */
         cJSON_AddBoolToObject(o, "rows_normalized_by_server", sm->rows_normalized);
     }
-    cJSON_AddBoolToObject(o, "generate", sm->decoder);
+    cJSON_AddBoolToObject(o, "generate", sm->can_generate);
     cJSON_AddBoolToObject(o, "trace", sm->transformer && routed);
     cJSON_AddNumberToObject(o, "fallback_expert", c->moe.fallback_expert);
     return o;

@@ -35,6 +35,7 @@ struct serve_model {
     const char *family;         /* "transformer", "mlp_moe", ... */
     moe_task_kind task;         /* lm, mlm, classify, distribution */
     int transformer, decoder;   /* decoder: causal, no classifier head */
+    int can_generate;           /* a pre-norm decoder (generation has no post-norm path) */
     moe_tokenizer *tok;         /* encoders: the run's tokenizer; NULL = bytes */
     int32_t cls_id, pad_id, mask_id;
     int n_classes;

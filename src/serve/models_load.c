@@ -158,6 +158,7 @@ moe_status serve_model_load(serve_model **out, const char *name, const char *ckp
     sm->transformer = transformer;
     sm->n_classes = mc.n_classes;
     sm->decoder = transformer && !mc.bidirectional && mc.n_classes == 0;
+    sm->can_generate = sm->decoder && !mc.post_ln;
     if (transformer)
         sm->task = mc.n_classes > 0   ? MOE_TASK_CLASSIFY
                    : mc.bidirectional ? MOE_TASK_MLM
