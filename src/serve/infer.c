@@ -359,7 +359,7 @@ static moe_status forward_dense(serve_model *sm, prep *ps, int n, int B) {
             moe_real *dst = x + (size_t)(ps[q].seq0 + i) * F;
             for (int f = 0; f < F; f++) {
                 double v = rows[(size_t)i * F + f];
-                if (sm->mean) {
+                if (sm->mean && sm->std) {
                     int s = sm->norm_channels > 0 ? f / per_channel : f;
                     v = (v - sm->mean[s]) / sm->std[s];
                 }

@@ -86,6 +86,10 @@ static void dense_inputs(serve_model *sm, const moe_run_config *run, int have_ru
             memcpy(sm->std, ds.std, (size_t)n_stats * sizeof *sm->std);
             sm->norm_channels = ds.train.channels > 0 ? n_stats : 0;
             sm->rows_normalized = 1;
+        } else { /* both or neither: the forward tests mean and divides by std */
+            free(sm->mean);
+            free(sm->std);
+            sm->mean = sm->std = NULL;
         }
     }
     moe_dataset_splits_free(&ds);
