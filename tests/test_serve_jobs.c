@@ -490,8 +490,11 @@ static void test_history_is_thinned(void **state) {
         assert_true(j->n_history <= 500);
     }
     assert_true(j->n_history >= 250);
+    /* the evaluation at step 1 is still there */
+    assert_int_equal(j->history[0].step, 1);
+    assert_close(j->history[0].val_loss, 2.5, 0);
     long min_gap = 1L << 30, max_gap = 0;
-    for (int i = 1; i < j->n_history; i++) {
+    for (int i = 2; i < j->n_history; i++) { /* the training points after it */
         long gap = j->history[i].step - j->history[i - 1].step;
         assert_true(gap > 0);
         assert_true(isfinite(j->history[i].loss));
@@ -500,6 +503,50 @@ static void test_history_is_thinned(void **state) {
     }
     assert_int_equal(max_gap, min_gap);
     assert_true(j->history[j->n_history - 1].step > 5000 - max_gap);
+    job_destroy(j);
+
+    /* an evaluation every 100 steps: all 50 are kept through the thinning */
+    j = job_new();
+    assert_non_null(j);
+    for (long s = 1; s <= 5000; s++) {
+        memset(&p, 0, sizeof p);
+        p.step = s;
+        p.loss = 1.0 / (double)s;
+        job_history_add(j, &p);
+        if (s % 100 == 0) {
+            p.is_eval = 1;
+            p.val_loss = (double)s;
+            job_history_add(j, &p);
+        }
+        assert_true(j->n_history <= 500);
+    }
+    int evals = 0;
+    for (int i = 0; i < j->n_history; i++) {
+        if (i > 0) assert_true(j->history[i].step > j->history[i - 1].step);
+        if (isfinite(j->history[i].val_loss)) {
+            assert_close(j->history[i].val_loss, (double)j->history[i].step, 0);
+            evals++;
+        }
+    }
+    assert_int_equal(evals, 50);
+    assert_int_equal(j->history[j->n_history - 1].step, 5000);
+    job_destroy(j);
+
+    /* an evaluation at every step: too many to keep them all; still bounded */
+    j = job_new();
+    assert_non_null(j);
+    for (long s = 1; s <= 20000; s++) {
+        memset(&p, 0, sizeof p);
+        p.step = s;
+        p.loss = 1.0;
+        job_history_add(j, &p);
+        p.is_eval = 1;
+        p.val_loss = 2.0;
+        job_history_add(j, &p);
+        assert_true(j->n_history <= 500);
+    }
+    assert_true(j->n_history >= 250);
+    assert_int_equal(j->history[j->n_history - 1].step, 20000);
     job_destroy(j);
 }
 
