@@ -465,6 +465,53 @@ static void test_recovery_after_crash(void **state) {
     serve_jobs_close(js);
 }
 
+/* A recovered job.json lists fewer MoE layers and experts than the model
+ * has (edited, or from another version): after a resume the shares are
+ * sized by the model, not by the file (ASan would see the overflow). */
+static void test_resume_resizes_expert_shares(void **state) {
+    (void)state;
+    serve_jobs *js = open_jobs("grow", 1);
+    char id[64];
+    start(js, JOB_OF(100000), id, sizeof id);
+    wait_step(js, id, 2);
+    serve_jobs_close(js);
+    char path[512];
+    snprintf(path, sizeof path, "%s/jobs/%s/job.json", scratch_path("grow"), id);
+    char *text = NULL;
+    size_t n = 0;
+    assert_int_equal(fs_read_file(path, &text, &n, NULL), MOE_OK);
+    cJSON *o = parse(text);
+    long stopped = (long)num(cJSON_GetObjectItemCaseSensitive(o, "progress"), "step");
+    cJSON *experts = cJSON_Parse("{\"layers\": [[0.5, 0.5]], \"layer_index\": [0]}");
+    cJSON_ReplaceItemInObjectCaseSensitive(o, "experts", experts);
+    text = cJSON_Print(o);
+    write_text(path, text);
+    free(text);
+    cJSON_Delete(o);
+
+    js = open_jobs("grow", 1);
+    o = get(js, id);
+    const cJSON *layers =
+        cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(o, "experts"), "layers");
+    assert_int_equal(cJSON_GetArraySize(layers), 1); /* as the file said */
+    cJSON_Delete(o);
+    char *json = NULL;
+    serve_error err = {0};
+    assert_int_equal(serve_jobs_resume(js, id, "tester", &json, &err), MOE_OK);
+    free(json);
+    wait_step(js, id, stopped + 2);
+    o = get(js, id);
+    layers =
+        cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(o, "experts"), "layers");
+    assert_int_equal(cJSON_GetArraySize(layers), 2); /* tiny: two MoE layers of four */
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetArrayItem(layers, 1)), 4);
+    cJSON_Delete(o);
+    assert_int_equal(serve_jobs_cancel(js, id, &json, &err), MOE_OK);
+    free(json);
+    cJSON_Delete(wait_state(js, id, "cancelled", 60));
+    serve_jobs_close(js);
+}
+
 /* The loss curve keeps at most 500 points, evenly spaced however long the
  * run; an evaluation joins the training point of its step. */
 static void test_history_is_thinned(void **state) {
@@ -565,6 +612,7 @@ int main(void) {
         cmocka_unit_test(test_max_jobs),
         cmocka_unit_test(test_shutdown_interrupts),
         cmocka_unit_test(test_recovery_after_crash),
+        cmocka_unit_test(test_resume_resizes_expert_shares),
         cmocka_unit_test(test_history_is_thinned),
     };
     return cmocka_run_group_tests(tests, scratch_setup, teardown);

@@ -98,14 +98,24 @@ static void read_experts(run_ctx *c) {
         return;
     int E = c->n_experts, L = 0;
     if (E <= 0) return;
-    if (!j->shares) {
-        j->shares = malloc((size_t)c->n_layer_probe * (size_t)E * sizeof *j->shares);
+    const size_t need = (size_t)c->n_layer_probe * (size_t)E;
+    if (!j->shares || j->cap_shares < need || j->cap_layers < c->n_layer_probe) {
+        /* first report, or buffers a recovered job.json sized (fewer layers
+         * or experts than this model has) */
+        free(j->shares);
+        free(j->layer_index);
+        j->shares = malloc(need * sizeof *j->shares);
         j->layer_index = malloc((size_t)c->n_layer_probe * sizeof *j->layer_index);
+        j->cap_shares = j->shares ? need : 0;
+        j->cap_layers = j->layer_index ? c->n_layer_probe : 0;
         if (!j->shares || !j->layer_index) {
             free(j->shares);
             free(j->layer_index);
             j->shares = NULL;
             j->layer_index = NULL;
+            j->cap_shares = 0;
+            j->cap_layers = 0;
+            j->n_layers = j->n_experts = 0;
             return;
         }
     }

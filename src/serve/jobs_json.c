@@ -249,6 +249,8 @@ static moe_status read_experts(job *j, const cJSON *o) {
     j->shares = malloc((size_t)L * (size_t)E * sizeof *j->shares);
     j->layer_index = malloc((size_t)L * sizeof *j->layer_index);
     if (!j->shares || !j->layer_index) return moe_error(MOE_ERR_NOMEM, "job.json: out of memory");
+    j->cap_shares = (size_t)L * E;
+    j->cap_layers = L;
     for (int l = 0; l < L; l++) {
         const cJSON *row = cJSON_GetArrayItem(layers, l), *ix = cJSON_GetArrayItem(index, l);
         j->layer_index[l] = cJSON_IsNumber(ix) ? ix->valueint : l;
@@ -309,4 +311,6 @@ void job_free_fields(job *j) {
     j->shares = NULL;
     j->layer_index = NULL;
     j->n_history = j->cap_history = j->n_layers = j->n_experts = 0;
+    j->cap_shares = 0;
+    j->cap_layers = 0;
 }
