@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -178,6 +179,16 @@ static void test_short_job_completes(void **state) {
     char path[512];
     snprintf(path, sizeof path, "%s/%s", scratch_path("short"), want);
     assert_true(fs_is_dir(path));
+    /* the job's folders are the server user's only */
+    const char *const dirs[] = {"jobs", "jobs/%s", "jobs/%s/run"};
+    for (int i = 0; i < 3; i++) {
+        char rel[128];
+        struct stat sb;
+        snprintf(rel, sizeof rel, dirs[i], id);
+        snprintf(path, sizeof path, "%s/%s", scratch_path("short"), rel);
+        assert_int_equal(stat(path, &sb), 0);
+        if ((sb.st_mode & 0777) != 0700) fail_msg("%s has mode %o", rel, sb.st_mode & 0777);
+    }
     const cJSON *cfg = cJSON_GetObjectItemCaseSensitive(o, "config");
     assert_non_null(cfg);
     assert_string_equal(str(cfg, "name"), "short");

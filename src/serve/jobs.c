@@ -320,7 +320,7 @@ moe_status serve_jobs_open(serve_jobs **out, const char *state_dir, const char *
                        data_dir);
     else if (!(js->data_real = strdup(real)))
         st = moe_error(MOE_ERR_NOMEM, "jobs: out of memory");
-    if (st == MOE_OK) st = fs_mkdir_p(js->jobs_dir);
+    if (st == MOE_OK) st = fs_mkdir_p_mode(js->jobs_dir, 0700); /* jobs hold configs, keys' ids */
     if (st == MOE_OK && reg)
         st = moe_registry_declare(reg, "serve_jobs", MOE_METRIC_GAUGE, "Training jobs by state.",
                                   "state", NULL, 0, &js->m_state);
@@ -388,7 +388,7 @@ static moe_status fill_job(serve_jobs *js, job *j, moe_run_config *cfg, const ch
         if (!text || !(j->config = cJSON_Parse(text)))
             st = serve_fail(err, 500, "", "out of memory");
     }
-    if (st == MOE_OK && fs_mkdir_p(run_dir) != MOE_OK)
+    if (st == MOE_OK && fs_mkdir_p_mode(run_dir, 0700) != MOE_OK)
         st = serve_fail(err, 500, "", "cannot create the job's folder: %s", moe_last_error());
     if (st == MOE_OK) {
         snprintf(j->name, sizeof j->name, "%s", name);
