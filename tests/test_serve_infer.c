@@ -464,6 +464,9 @@ static void test_fallback(void **state) {
     const cJSON *lay0 = cJSON_GetArrayItem(item(tok0, "layers"), 0);
     assert_true(cJSON_IsTrue(item(lay0, "fallback")));
     assert_int_equal(cJSON_GetArrayItem(item(lay0, "experts"), 0)->valueint, 1);
+    /* the other slot is a weight-0 filler: no traffic, not kept */
+    assert_true(cJSON_IsTrue(cJSON_GetArrayItem(item(lay0, "kept"), 0)));
+    assert_true(cJSON_IsFalse(cJSON_GetArrayItem(item(lay0, "kept"), 1)));
     cJSON_Delete(o);
     char *text = NULL;
     assert_int_equal(moe_registry_render_prometheus(reg, &text), MOE_OK);
@@ -472,6 +475,14 @@ static void test_fallback(void **state) {
     assert_non_null(
         strstr(text, "moe_serve_expert_pairs_total{model=\"nan\",layer=\"0\",expert=\"1\"} 6"));
     assert_non_null(strstr(text, "moe_serve_batch_size_count{model=\"nan\"} 1"));
+    /* layer 0's served pairs: one per token (the fallback expert), not k */
+    double layer0 = 0;
+    for (const char *at = text;
+         (at = strstr(at, "moe_serve_expert_pairs_total{model=\"nan\",layer=\"0\""));) {
+        at = strchr(at, '}');
+        layer0 += strtod(at + 1, NULL);
+    }
+    assert_close(layer0, 6, 0);
     free(text);
     /* the same checkpoint without the fallback: its outputs are NaN, which
      * the server reports as an error naming the cure, not as numbers */

@@ -69,6 +69,13 @@ struct moe_model;
 struct moe_tokenizer;
 struct cJSON *moe_routing_trace_json(const struct moe_model *m, const struct moe_tokenizer *tok,
                                      const int32_t *ids, int n, long first_row);
+/* Whether pair (token row, slot) of a layer's last forward carried
+ * traffic: kept, and not one of the weight-0 slots a fallback token's other
+ * k - 1 choices are filled with (those keep the pair count fixed but send
+ * nothing). Served-routing metrics count only these; traces mark the
+ * others "kept": false. */
+struct moe_layer_stats;
+int moe_routing_pair_served(const struct moe_layer_stats *s, long row, int slot);
 /* A token's text for JSON: tok's bytes with invalid UTF-8 replaced by "?"
  * (byte-level when tok is NULL: printable ASCII, else "?"); malloc'd. */
 char *moe_token_display_text(const struct moe_tokenizer *tok, int32_t id);

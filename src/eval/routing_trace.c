@@ -56,6 +56,12 @@ char *moe_token_display_text(const moe_tokenizer *tok, int32_t id) {
     return s;
 }
 
+int moe_routing_pair_served(const moe_layer_stats *s, long row, int slot) {
+    const size_t p = (size_t)row * s->top_k + slot;
+    if (s->kept_pair[p] < 0) return 0;
+    return !(s->fallback && s->fallback[row] && s->gate[p] == 0);
+}
+
 cJSON *moe_routing_trace_json(const moe_model *m, const moe_tokenizer *tok, const int32_t *ids,
                               int n, long first_row) {
     cJSON *tokens = cJSON_CreateArray();
@@ -78,7 +84,7 @@ cJSON *moe_routing_trace_json(const moe_model *m, const moe_tokenizer *tok, cons
                 size_t p = (size_t)row * s->top_k + k;
                 cJSON_AddItemToArray(ex, cJSON_CreateNumber(s->chosen[p]));
                 cJSON_AddItemToArray(w, cJSON_CreateNumber(s->gate[p]));
-                cJSON_AddItemToArray(kept, cJSON_CreateBool(s->kept_pair[p] >= 0));
+                cJSON_AddItemToArray(kept, cJSON_CreateBool(moe_routing_pair_served(s, row, k)));
             }
             cJSON_AddBoolToObject(l, "fallback", s->fallback && s->fallback[row]);
             cJSON_AddItemToArray(layers, l);

@@ -68,7 +68,7 @@ long serve_count_routing(serve_model *sm, long row0, int n) {
         for (long t = row0; t < row0 + n; t++) {
             for (int j = 0; j < k; j++) {
                 size_t p = (size_t)t * k + j;
-                if (s->kept_pair[p] >= 0 && s->chosen[p] >= 0 && s->chosen[p] < E)
+                if (moe_routing_pair_served(s, t, j) && s->chosen[p] >= 0 && s->chosen[p] < E)
                     pairs[s->chosen[p]]++;
             }
             if (s->fallback) fallback += s->fallback[t];
