@@ -9,6 +9,7 @@
 
 #include "moe/moe.h"
 #include "scratch_dir.h"
+#include "serve/models_internal.h"
 #include "serve/serve.h"
 
 #include <cjson/cJSON.h>
@@ -637,6 +638,20 @@ static void test_queue_depth_gauge_settles(void **state) {
     moe_registry_free(reg);
 }
 
+/* The non-finite check both /v1/infer and /v1/generate answers go through
+ * (500 instead of NaN in JSON): any number at any depth; null is absent. */
+static void test_nonfinite_check(void **state) {
+    (void)state;
+    cJSON *o = cJSON_Parse("{\"a\": [1, {\"b\": 2.5}], \"c\": null, \"d\": \"x\"}");
+    assert_false(serve_has_nonfinite(o));
+    cJSON *inner = cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(o, "a"), 1), "b");
+    cJSON_SetNumberValue(inner, NAN);
+    assert_true(serve_has_nonfinite(o));
+    cJSON_SetNumberValue(inner, -INFINITY);
+    assert_true(serve_has_nonfinite(o));
+    cJSON_Delete(o);
+}
+
 static void test_queue_full(void **state) {
     (void)state;
     serve_limits l = limits();
@@ -682,6 +697,7 @@ int main(void) {
         cmocka_unit_test(test_text_outside_vocab),
         cmocka_unit_test(test_post_norm_does_not_generate),
         cmocka_unit_test(test_queue_depth_gauge_settles),
+        cmocka_unit_test(test_nonfinite_check),
         cmocka_unit_test(test_queue_full),
     };
     return cmocka_run_group_tests(tests, setup, scratch_teardown);

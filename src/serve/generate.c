@@ -123,7 +123,26 @@ void serve_generate_one(serve_model *sm, serve_job *job) {
     long fallback = 0;
     if (r->trace) {
         cJSON *tr = trace_of(sm, ids, np + n_new, n_new, &fallback);
-        if (tr) cJSON_AddItemToObject(o, "trace", tr);
+        if (!tr) { /* asked for: an answer without it would pass for one with none */
+            serve_reply_error(sm, job->reply, 500, "",
+                              "model %s generated, but its routing trace failed: %s; retry, or "
+                              "leave trace out",
+                              sm->name, moe_last_error());
+            cJSON_Delete(o);
+            free(ids);
+            return;
+        }
+        cJSON_AddItemToObject(o, "trace", tr);
+    }
+    if (serve_has_nonfinite(o)) {
+        serve_reply_error(sm, job->reply, 500, "",
+                          "model %s gave non-finite outputs for this prompt (NaN or infinite "
+                          "weights or router scores); serve it with --fallback-expert E to send "
+                          "such tokens to one expert",
+                          sm->name);
+        cJSON_Delete(o);
+        free(ids);
+        return;
     }
     serve_reply_json(job->reply, o);
     job->reply->tokens = np + n_new;

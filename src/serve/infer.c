@@ -296,16 +296,6 @@ static cJSON *reply_head(const serve_model *sm) {
     return o;
 }
 
-/* A number in the answer that is NaN or infinite: the model's outputs were
- * not finite (corrupted weights, a router without a fallback expert).
- * Absent values are JSON null, never NaN, so any non-finite number is one. */
-static int has_nonfinite(const cJSON *j) {
-    if (cJSON_IsNumber(j)) return !isfinite(j->valuedouble);
-    for (const cJSON *c = j->child; c; c = c->next)
-        if (has_nonfinite(c)) return 1;
-    return 0;
-}
-
 static void finish_reply(serve_model *sm, prep *p, cJSON *o, int batch, long fallback) {
     cJSON *u = cJSON_AddObjectToObject(o, "usage");
     cJSON_AddNumberToObject(u, "tokens", (double)p->tokens);
@@ -441,7 +431,7 @@ void serve_infer_batch(serve_model *sm, serve_job **jobs, int n) {
                 fallback += serve_count_routing(sm, row0, ps[q].len[i]);
                 row += ps[q].len[i];
             }
-            if (has_nonfinite(o)) {
+            if (serve_has_nonfinite(o)) {
                 cJSON_Delete(o);
                 serve_reply_error(sm, ps[q].job->reply, 500, "",
                                   "model %s gave non-finite outputs for this input (NaN or "

@@ -3,6 +3,7 @@
 #include "serve/models_internal.h"
 
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -110,6 +111,13 @@ void serve_rate_add(serve_model *sm, long n) {
         if (sec - sm->rate_second[i] < SERVE_RATE_WINDOW) total += sm->rate_tokens[i];
     const char *lv[] = {sm->name};
     moe_metric_set(sm->metrics->tokens_per_s, lv, (double)total / SERVE_RATE_WINDOW);
+}
+
+int serve_has_nonfinite(const cJSON *j) {
+    if (cJSON_IsNumber(j)) return !isfinite(j->valuedouble);
+    for (const cJSON *c = j->child; c; c = c->next)
+        if (serve_has_nonfinite(c)) return 1;
+    return 0;
 }
 
 char *serve_utf8_text(const unsigned char *s, size_t n) {

@@ -91,6 +91,10 @@ void serve_reply_error(serve_model *sm, serve_reply *r, int status, const char *
 #endif
     ;
 void serve_reply_json(serve_reply *r, struct cJSON *o);
+/* A number in an answer that is NaN or infinite: the model's outputs were
+ * not finite (corrupted weights, a router without a fallback expert).
+ * Absent values are JSON null, never NaN, so any non-finite number is one. */
+int serve_has_nonfinite(const struct cJSON *j);
 /* Routing of real tokens into the metrics: stats rows [row0, row0 + n). */
 long serve_count_routing(serve_model *sm, long row0, int n);
 const char *serve_task_name(moe_task_kind t);
