@@ -309,12 +309,27 @@ static void test_shapes(void **state) {
     /* model-dependent 400s name their field */
     expect_400(ms, "{\"model\": \"dec\", \"tokens\": [1, 300]}", "tokens[1]");
     expect_400(ms, "{\"model\": \"dec\", \"tokens\": [[1], [2, 3, 256]]}", "tokens[1][2]");
+    expect_400(ms, "{\"model\": \"dec\", \"tokens\": [[1, 300]]}", "tokens[0][1]");
+    /* too long: a flat list is "tokens" (not its first id), a list of lists names the list */
+    char body[512];
+    int at = snprintf(body, sizeof body, "{\"model\": \"dec\", \"tokens\": [1");
+    for (int i = 1; i < 33; i++) at += snprintf(body + at, sizeof body - at, ", %d", i);
+    snprintf(body + at, sizeof body - at, "]}");
+    expect_400(ms, body, "tokens");
+    at = snprintf(body, sizeof body, "{\"model\": \"dec\", \"tokens\": [[1], [1");
+    for (int i = 1; i < 33; i++) at += snprintf(body + at, sizeof body - at, ", %d", i);
+    snprintf(body + at, sizeof body - at, "]]}");
+    expect_400(ms, body, "tokens[1]");
     expect_400(ms, "{\"model\": \"mlp\", \"rows\": [[1, 2, 3]]}", "rows[0]");
     expect_400(ms, "{\"model\": \"mlp\", \"text\": \"a\"}", "text");
     expect_400(ms, "{\"model\": \"mlp\", \"rows\": [[1, 2, 3, 4]], \"trace\": true}", "trace");
     expect_400(ms, "{\"model\": \"dec\", \"rows\": [[1]]}", "rows");
     expect_400(ms, "{\"model\": \"dec\", \"text\": \"0123456789012345678901234567890123\"}",
                "text");
+    o = generate_now(ms, "{\"model\": \"dec\", \"prompt_tokens\": [1, 300]}", &status);
+    assert_int_equal(status, 400);
+    assert_string_equal(item(item(o, "error"), "field")->valuestring, "prompt_tokens[1]");
+    cJSON_Delete(o);
     o = generate_now(ms, "{\"model\": \"enc\", \"prompt\": \"a\"}", &status);
     assert_int_equal(status, 400);
     assert_string_equal(item(item(o, "error"), "field")->valuestring, "model");

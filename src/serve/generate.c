@@ -41,9 +41,11 @@ static int prompt_ids(serve_model *sm, serve_job *job, int32_t **ids, int *n) {
     for (int i = 0; i < np; i++) {
         int32_t id = r->prompt ? (uint8_t)r->prompt[i] : r->prompt_tokens[i];
         if (id >= V) {
-            serve_reply_error(sm, job->reply, 400, "prompt_tokens",
-                              "prompt_tokens[%d] = %d is not below the vocabulary size %d", i,
-                              (int)id, V);
+            char f[48];
+            snprintf(f, sizeof f, "prompt_tokens[%d]", i);
+            serve_reply_error(sm, job->reply, 400, f,
+                              "token id %d is not below the vocabulary size %d of model %s",
+                              (int)id, V, sm->name);
             free(*ids);
             *ids = NULL;
             return -1;

@@ -34,10 +34,11 @@ static const char *input_name(serve_input_kind k) {
     return k == SERVE_INPUT_TEXT ? "text" : k == SERVE_INPUT_TOKENS ? "tokens" : "rows";
 }
 
-/* The field of input i: "text" for a single text, else "text[1]". */
+/* The field of input i: "text" / "tokens" when the request gave one string
+ * or one flat id list, else "text[1]" / "tokens[1]". */
 static void field_of(char *f, size_t cap, const serve_infer_request *r, int i) {
-    if (r->n_inputs == 1 && r->kind == SERVE_INPUT_TEXT)
-        snprintf(f, cap, "text");
+    if (r->single)
+        snprintf(f, cap, "%s", input_name(r->kind));
     else
         snprintf(f, cap, "%s[%d]", input_name(r->kind), i);
 }
@@ -91,11 +92,8 @@ static int check_vocab(serve_model *sm, prep *p, int i, const char *f) {
         const int32_t id = p->ids[i][j];
         if (id >= 0 && id < V) continue;
         if (r->kind == SERVE_INPUT_TOKENS) {
-            char fj[80];
-            if (r->n_inputs == 1) /* "tokens": [..] (or [[..]]) */
-                snprintf(fj, sizeof fj, "tokens[%d]", j - first);
-            else
-                snprintf(fj, sizeof fj, "%s[%d]", f, j - first);
+            char fj[80]; /* "tokens[j]" of a flat list, "tokens[i][j]" of a list of lists */
+            snprintf(fj, sizeof fj, "%s[%d]", f, j - first);
             serve_reply_error(sm, p->job->reply, 400, fj,
                               "token id %d is not below the vocabulary size %d of model %s",
                               (int)id, V, sm->name);

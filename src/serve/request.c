@@ -221,6 +221,7 @@ static moe_status parse_texts(const cJSON *v, const serve_limits *lim, serve_inf
         r->texts = calloc(1, sizeof *r->texts);
         if (!r->texts) return serve_fail(e, 500, "text", "out of memory");
         r->n_inputs = 1;
+        r->single = 1;
         return get_text(v, "text", &budget, limit, &r->texts[0], e);
     }
     if (!cJSON_IsArray(v)) return bad(e, "text", "%smust be a string or an array of strings", "");
@@ -253,6 +254,7 @@ static moe_status parse_tokens(const cJSON *v, const serve_limits *lim, serve_in
     r->n_tokens = calloc((size_t)n, sizeof *r->n_tokens);
     if (!r->tokens || !r->n_tokens) return serve_fail(e, 500, "tokens", "out of memory");
     r->n_inputs = n;
+    r->single = !nested;
     if (!nested) return get_ids(v, "tokens", &budget, limit, &r->tokens[0], &r->n_tokens[0], e);
     int i = 0;
     for (const cJSON *t = v->child; t; t = t->next, i++) {

@@ -102,6 +102,8 @@ typedef struct serve_infer_request {
     char model[SERVE_NAME_MAX];
     serve_input_kind kind;
     int n_inputs;     /* 1..limits.max_inputs */
+    int single;       /* "text" was one string, "tokens" one flat list of ids: errors
+                         name "text" / "tokens[j]", not "text[0]" / "tokens[0][j]" */
     char **texts;     /* [n_inputs] NUL-terminated UTF-8 (TEXT) */
     int32_t **tokens; /* [n_inputs][n_tokens[i]] (TOKENS) */
     int *n_tokens;    /* [n_inputs] (TOKENS) */
