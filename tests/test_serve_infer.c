@@ -7,6 +7,7 @@
  * on a full queue without done being called. */
 #include "test_util.h"
 
+#include "moe/analysis.h"
 #include "moe/moe.h"
 #include "scratch_dir.h"
 #include "serve/models_internal.h"
@@ -667,6 +668,28 @@ static void test_nonfinite_check(void **state) {
     cJSON_Delete(o);
 }
 
+/* One rendering of a token's text everywhere (next-token candidates,
+ * traces, moe route): ASCII bytes as themselves, anything that is not a
+ * whole UTF-8 character as U+FFFD. */
+static void test_token_display_text(void **state) {
+    (void)state;
+    const struct {
+        int32_t id;
+        const char *want;
+    } cases[] = {{'a', "a"},
+                 {'\n', "\n"},
+                 {0, "\xEF\xBF\xBD"},
+                 {0xE9, "\xEF\xBF\xBD"},
+                 {300, "\xEF\xBF\xBD"},
+                 {-1, "\xEF\xBF\xBD"}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *t = moe_token_display_text(NULL, cases[i].id);
+        assert_non_null(t);
+        assert_string_equal(t, cases[i].want);
+        free(t);
+    }
+}
+
 static void test_queue_full(void **state) {
     (void)state;
     serve_limits l = limits();
@@ -713,6 +736,7 @@ int main(void) {
         cmocka_unit_test(test_post_norm_does_not_generate),
         cmocka_unit_test(test_queue_depth_gauge_settles),
         cmocka_unit_test(test_nonfinite_check),
+        cmocka_unit_test(test_token_display_text),
         cmocka_unit_test(test_queue_full),
     };
     return cmocka_run_group_tests(tests, setup, scratch_teardown);

@@ -5,6 +5,8 @@
  * max_seq_len tokens). Decoders only. */
 #include "serve/models_internal.h"
 
+#include "io/utf8.h"
+
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -113,7 +115,7 @@ void serve_generate_one(serve_model *sm, serve_job *job) {
     cJSON_AddStringToObject(o, "model", sm->name);
     unsigned char *bytes = malloc((size_t)n_new + 1);
     for (int i = 0; bytes && i < n_new; i++) bytes[i] = (unsigned char)ids[np + i];
-    char *text = bytes ? serve_utf8_text(bytes, (size_t)n_new) : NULL;
+    char *text = bytes ? utf8_sanitize(bytes, (size_t)n_new) : NULL;
     cJSON_AddStringToObject(o, "text", text ? text : "");
     free(text);
     free(bytes);

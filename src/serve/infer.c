@@ -195,14 +195,6 @@ static double softmax_into(double *pr, const moe_real *lg, int V) {
     return mx + log(z); /* logsumexp */
 }
 
-static char *token_text(const serve_model *sm, int32_t id) {
-    if (!sm->tok && id >= 0 && id < 256) {
-        unsigned char b = (unsigned char)id;
-        return serve_utf8_text(&b, 1);
-    }
-    return moe_token_display_text(sm->tok, id);
-}
-
 /* [{"id", "text", "prob"} x top] of the distribution pr [V]. */
 static cJSON *top_json(const serve_model *sm, const double *pr, int V, int top) {
     cJSON *arr = cJSON_CreateArray();
@@ -217,7 +209,7 @@ static cJSON *top_json(const serve_model *sm, const double *pr, int V, int top) 
         taken[j] = best;
         cJSON *c = cJSON_CreateObject();
         cJSON_AddNumberToObject(c, "id", best);
-        char *t = token_text(sm, best);
+        char *t = moe_token_display_text(sm->tok, best); /* as in traces */
         cJSON_AddStringToObject(c, "text", t ? t : "");
         free(t);
         cJSON_AddNumberToObject(c, "prob", pr[best]);

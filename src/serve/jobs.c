@@ -16,12 +16,6 @@
 
 #define PERSIST_EVERY_S 2.0
 
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
 job *job_new(void) {
     job *j = calloc(1, sizeof *j);
     if (!j) return NULL;
@@ -164,7 +158,7 @@ static void on_progress(const moe_train_progress *p, void *user) {
         read_experts(c);
     }
     if (!(p->is_eval && p->step == 0)) job_history_add(j, p); /* step 0: no loss to pair with */
-    double now = now_s();
+    double now = serve_now();
     int due = now - j->last_persist >= PERSIST_EVERY_S;
     if (due) j->last_persist = now;
     pthread_mutex_unlock(&js->mu);
@@ -237,7 +231,7 @@ static void *job_thread(void *arg) {
         j->state = JOB_RUNNING;
         if (!j->started) j->started = time(NULL);
         j->finished = 0;
-        j->last_persist = now_s();
+        j->last_persist = serve_now();
         update_gauge(js);
     }
     pthread_mutex_unlock(&js->mu);

@@ -98,9 +98,6 @@ int serve_has_nonfinite(const struct cJSON *j);
 /* Routing of real tokens into the metrics: stats rows [row0, row0 + n). */
 long serve_count_routing(serve_model *sm, long row0, int n);
 const char *serve_task_name(moe_task_kind t);
-/* JSON-safe text of bytes (invalid UTF-8 as U+FFFD), malloc'd. */
-char *serve_utf8_text(const unsigned char *s, size_t n);
-double serve_now(void);
 /* The tokens/s gauge: n tokens served now (0 just refreshes it). */
 void serve_rate_add(serve_model *sm, long n);
 
