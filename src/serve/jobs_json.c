@@ -162,7 +162,9 @@ static void history_thin(job *j) {
     for (int i = 0; i < n_in; i++)
         if (keep[i]) j->history[n++] = j->history[i];
     j->n_history = n;
-    j->history_stride = (j->history_stride > 0 ? j->history_stride : 1) * 2;
+    /* capped: evaluations pushed at every step thin again and again */
+    const int stride = j->history_stride > 0 ? j->history_stride : 1;
+    j->history_stride = stride < (1 << 24) ? stride * 2 : stride;
 }
 
 static job_point *history_push(job *j) {
