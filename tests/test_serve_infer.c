@@ -7,8 +7,10 @@
  * on a full queue without done being called. */
 #include "test_util.h"
 
+#include "moe/analysis.h"
 #include "moe/moe.h"
 #include "scratch_dir.h"
+#include "serve/models_internal.h"
 #include "serve/serve.h"
 
 #include <cjson/cJSON.h>
@@ -82,6 +84,14 @@ static int setup(void **state) {
     decoder_config(&c);
     save_model(scratch_path("models/dec/checkpoints/best"), &c, 0); /* a run directory */
     save_model(scratch_path("nan/ckpt"), &c, 1);
+    c.model.vocab_size = 128; /* byte-level, ASCII only: legal with data.source=file */
+    snprintf(c.data.source, sizeof c.data.source, "file");
+    snprintf(c.data.path, sizeof c.data.path, "ascii.txt");
+    save_model(scratch_path("small/ckpt"), &c, 0);
+    decoder_config(&c);
+    c.model.post_ln = 1; /* scores text, but generation has no post-norm path */
+    save_model(scratch_path("post/ckpt"), &c, 0);
+    decoder_config(&c);
 
     decoder_config(&c);
     c.model.vocab_size = 256 + MOE_TOK_N_SPECIAL; /* "bytes" and its special tokens */
@@ -240,6 +250,7 @@ static void test_shapes(void **state) {
     const cJSON *first = cJSON_GetArrayItem(item(lo, "models"), 0);
     assert_string_equal(item(first, "name")->valuestring, "dec");
     assert_string_equal(item(first, "input")->valuestring, "text");
+    assert_true(cJSON_IsTrue(item(first, "generate")));
     const cJSON *mlp = cJSON_GetArrayItem(item(lo, "models"), 2);
     assert_string_equal(item(mlp, "family")->valuestring, "mlp_moe");
     assert_int_equal(item(mlp, "n_features")->valueint, 4);
@@ -299,12 +310,27 @@ static void test_shapes(void **state) {
     /* model-dependent 400s name their field */
     expect_400(ms, "{\"model\": \"dec\", \"tokens\": [1, 300]}", "tokens[1]");
     expect_400(ms, "{\"model\": \"dec\", \"tokens\": [[1], [2, 3, 256]]}", "tokens[1][2]");
+    expect_400(ms, "{\"model\": \"dec\", \"tokens\": [[1, 300]]}", "tokens[0][1]");
+    /* too long: a flat list is "tokens" (not its first id), a list of lists names the list */
+    char body[512];
+    int at = snprintf(body, sizeof body, "{\"model\": \"dec\", \"tokens\": [1");
+    for (int i = 1; i < 33; i++) at += snprintf(body + at, sizeof body - at, ", %d", i);
+    snprintf(body + at, sizeof body - at, "]}");
+    expect_400(ms, body, "tokens");
+    at = snprintf(body, sizeof body, "{\"model\": \"dec\", \"tokens\": [[1], [1");
+    for (int i = 1; i < 33; i++) at += snprintf(body + at, sizeof body - at, ", %d", i);
+    snprintf(body + at, sizeof body - at, "]]}");
+    expect_400(ms, body, "tokens[1]");
     expect_400(ms, "{\"model\": \"mlp\", \"rows\": [[1, 2, 3]]}", "rows[0]");
     expect_400(ms, "{\"model\": \"mlp\", \"text\": \"a\"}", "text");
     expect_400(ms, "{\"model\": \"mlp\", \"rows\": [[1, 2, 3, 4]], \"trace\": true}", "trace");
     expect_400(ms, "{\"model\": \"dec\", \"rows\": [[1]]}", "rows");
     expect_400(ms, "{\"model\": \"dec\", \"text\": \"0123456789012345678901234567890123\"}",
                "text");
+    o = generate_now(ms, "{\"model\": \"dec\", \"prompt_tokens\": [1, 300]}", &status);
+    assert_int_equal(status, 400);
+    assert_string_equal(item(item(o, "error"), "field")->valuestring, "prompt_tokens[1]");
+    cJSON_Delete(o);
     o = generate_now(ms, "{\"model\": \"enc\", \"prompt\": \"a\"}", &status);
     assert_int_equal(status, 400);
     assert_string_equal(item(item(o, "error"), "field")->valuestring, "model");
@@ -455,6 +481,9 @@ static void test_fallback(void **state) {
     const cJSON *lay0 = cJSON_GetArrayItem(item(tok0, "layers"), 0);
     assert_true(cJSON_IsTrue(item(lay0, "fallback")));
     assert_int_equal(cJSON_GetArrayItem(item(lay0, "experts"), 0)->valueint, 1);
+    /* the other slot is a weight-0 filler: no traffic, not kept */
+    assert_true(cJSON_IsTrue(cJSON_GetArrayItem(item(lay0, "kept"), 0)));
+    assert_true(cJSON_IsFalse(cJSON_GetArrayItem(item(lay0, "kept"), 1)));
     cJSON_Delete(o);
     char *text = NULL;
     assert_int_equal(moe_registry_render_prometheus(reg, &text), MOE_OK);
@@ -463,6 +492,14 @@ static void test_fallback(void **state) {
     assert_non_null(
         strstr(text, "moe_serve_expert_pairs_total{model=\"nan\",layer=\"0\",expert=\"1\"} 6"));
     assert_non_null(strstr(text, "moe_serve_batch_size_count{model=\"nan\"} 1"));
+    /* layer 0's served pairs: one per token (the fallback expert), not k */
+    double layer0 = 0;
+    for (const char *at = text;
+         (at = strstr(at, "moe_serve_expert_pairs_total{model=\"nan\",layer=\"0\""));) {
+        at = strchr(at, '}');
+        layer0 += strtod(at + 1, NULL);
+    }
+    assert_close(layer0, 6, 0);
     free(text);
     /* the same checkpoint without the fallback: its outputs are NaN, which
      * the server reports as an error naming the cure, not as numbers */
@@ -480,6 +517,177 @@ static void test_fallback(void **state) {
     cJSON_Delete(o);
     serve_models_close(ms);
     moe_registry_free(reg);
+}
+
+/* Queues body on m without waiting (the worker batches what is queued). */
+static void submit(serve_model *m, const char *body, call *c) {
+    serve_limits l = limits();
+    serve_infer_request rq;
+    serve_error e;
+    call_init(c);
+    assert_int_equal(serve_parse_infer(body, strlen(body), &l, &rq, &e), MOE_OK);
+    assert_int_equal(serve_infer_submit(m, &rq, &c->reply, on_done, c, &e), MOE_OK);
+    serve_infer_request_free(&rq);
+}
+
+/* A byte-level decoder with a vocabulary of 128: a text byte >= 128 is
+ * refused with 400 before the forward, so the valid request batched with
+ * it is answered (the forward would have refused the whole batch). */
+static void test_text_outside_vocab(void **state) {
+    (void)state;
+    serve_limits l = limits();
+    l.batch_window_ms = 300;
+    l.window_always = 1; /* the two requests below go into one batch */
+    char arg[4200];
+    snprintf(arg, sizeof arg, "small=%s", scratch_path("small/ckpt"));
+    const char *extra[] = {arg};
+    serve_models *ms = NULL;
+    assert_int_equal(serve_models_open(&ms, NULL, extra, 1, &l, -1, NULL), MOE_OK);
+    serve_model *m = serve_models_find(ms, "small");
+    call bad, good, bad2;
+    submit(m, "{\"model\": \"small\", \"text\": \"caf\u00e9\"}", &bad);
+    submit(m, "{\"model\": \"small\", \"text\": \"cafe\"}", &good);
+    submit(m, "{\"model\": \"small\", \"text\": [\"ok\", \"na\u00efve\"]}", &bad2);
+    call_wait(&bad);
+    call_wait(&good);
+    call_wait(&bad2);
+    cJSON *o = cJSON_Parse(bad.reply.body);
+    if (bad.reply.status != 400) print_error("%s\n", bad.reply.body);
+    assert_int_equal(bad.reply.status, 400);
+    assert_string_equal(item(item(o, "error"), "field")->valuestring, "text");
+    assert_non_null(strstr(item(item(o, "error"), "message")->valuestring, "vocabulary size 128"));
+    cJSON_Delete(o);
+    o = cJSON_Parse(bad2.reply.body);
+    assert_int_equal(bad2.reply.status, 400);
+    assert_string_equal(item(item(o, "error"), "field")->valuestring, "text[1]");
+    cJSON_Delete(o);
+    if (good.reply.status != 200) print_error("%s\n", good.reply.body);
+    assert_int_equal(good.reply.status, 200);
+    call_free(&bad);
+    call_free(&good);
+    call_free(&bad2);
+    /* ids as tokens: the same bound, naming the id */
+    expect_400(ms, "{\"model\": \"small\", \"tokens\": [1, 128]}", "tokens[1]");
+    serve_models_close(ms);
+}
+
+/* A post-norm decoder: /v1/models says it does not generate, and
+ * /v1/generate answers 400 naming the model, not 500. */
+static void test_post_norm_does_not_generate(void **state) {
+    (void)state;
+    serve_limits l = limits();
+    char arg[4200];
+    snprintf(arg, sizeof arg, "post=%s", scratch_path("post/ckpt"));
+    const char *extra[] = {arg};
+    serve_models *ms = NULL;
+    assert_int_equal(serve_models_open(&ms, NULL, extra, 1, &l, -1, NULL), MOE_OK);
+    char *list = serve_models_list_json(ms);
+    cJSON *lo = cJSON_Parse(list);
+    free(list);
+    const cJSON *post = cJSON_GetArrayItem(item(lo, "models"), 0);
+    assert_string_equal(item(post, "task")->valuestring, "lm");
+    assert_true(cJSON_IsFalse(item(post, "generate")));
+    cJSON_Delete(lo);
+    int status;
+    cJSON *o = generate_now(ms, "{\"model\": \"post\", \"prompt\": \"In\"}", &status);
+    assert_int_equal(status, 400);
+    assert_string_equal(item(item(o, "error"), "field")->valuestring, "model");
+    cJSON_Delete(o);
+    o = infer_now(ms, "{\"model\": \"post\", \"text\": \"In the\"}", &status);
+    assert_int_equal(status, 200);
+    cJSON_Delete(o);
+    serve_models_close(ms);
+}
+
+typedef struct burst {
+    serve_model *m;
+    int n;
+} burst;
+
+static void *send_burst(void *arg) {
+    const burst *b = arg;
+    call c[4];
+    for (int r = 0; r < b->n; r++) {
+        for (int i = 0; i < 4; i++) submit(b->m, "{\"model\": \"dec\", \"text\": \"a\"}", &c[i]);
+        for (int i = 0; i < 4; i++) {
+            call_wait(&c[i]);
+            call_free(&c[i]);
+        }
+    }
+    return NULL;
+}
+
+static double depth_gauge(moe_registry *reg) {
+    moe_metric *m = NULL;
+    assert_int_equal(moe_registry_declare(reg, "serve_queue_depth", MOE_METRIC_GAUGE,
+                                          "Requests waiting for the model's worker.", "model", NULL,
+                                          0, &m),
+                     MOE_OK);
+    const char *lv[] = {"dec"};
+    return moe_metric_value(m, lv);
+}
+
+/* The queue-depth gauge of an idle model is 0 after bursts from several
+ * threads: submitters and the worker set it under the queue's lock, so a
+ * stale depth cannot land last. (A narrow race: this guards the idle value
+ * but is not certain to catch a regression in any one run.) */
+static void test_queue_depth_gauge_settles(void **state) {
+    (void)state;
+    serve_limits l = limits();
+    l.batch_window_ms = 0;
+    moe_registry *reg = NULL;
+    assert_int_equal(moe_registry_create(&reg, "moe"), MOE_OK);
+    serve_models *ms = open_models(&l, -1, reg);
+    enum { THREADS = 6 };
+    for (int round = 0; round < 10; round++) {
+        burst b = {serve_models_find(ms, "dec"), 5};
+        pthread_t th[THREADS];
+        for (int i = 0; i < THREADS; i++)
+            assert_int_equal(pthread_create(&th[i], NULL, send_burst, &b), 0);
+        for (int i = 0; i < THREADS; i++) pthread_join(th[i], NULL);
+        assert_int_equal(serve_models_queue_depth(ms), 0);
+        double gauge = depth_gauge(reg);
+        if (gauge != 0)
+            fail_msg("round %d: an idle model's queue-depth gauge says %g", round, gauge);
+    }
+    serve_models_close(ms);
+    moe_registry_free(reg);
+}
+
+/* The non-finite check both /v1/infer and /v1/generate answers go through
+ * (500 instead of NaN in JSON): any number at any depth; null is absent. */
+static void test_nonfinite_check(void **state) {
+    (void)state;
+    cJSON *o = cJSON_Parse("{\"a\": [1, {\"b\": 2.5}], \"c\": null, \"d\": \"x\"}");
+    assert_false(serve_has_nonfinite(o));
+    cJSON *inner = cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(o, "a"), 1), "b");
+    cJSON_SetNumberValue(inner, NAN);
+    assert_true(serve_has_nonfinite(o));
+    cJSON_SetNumberValue(inner, -INFINITY);
+    assert_true(serve_has_nonfinite(o));
+    cJSON_Delete(o);
+}
+
+/* One rendering of a token's text everywhere (next-token candidates,
+ * traces, moe route): ASCII bytes as themselves, anything that is not a
+ * whole UTF-8 character as U+FFFD. */
+static void test_token_display_text(void **state) {
+    (void)state;
+    const struct {
+        int32_t id;
+        const char *want;
+    } cases[] = {{'a', "a"},
+                 {'\n', "\n"},
+                 {0, "\xEF\xBF\xBD"},
+                 {0xE9, "\xEF\xBF\xBD"},
+                 {300, "\xEF\xBF\xBD"},
+                 {-1, "\xEF\xBF\xBD"}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *t = moe_token_display_text(NULL, cases[i].id);
+        assert_non_null(t);
+        assert_string_equal(t, cases[i].want);
+        free(t);
+    }
 }
 
 static void test_queue_full(void **state) {
@@ -524,6 +732,11 @@ int main(void) {
         cmocka_unit_test(test_batching_matches_alone),
         cmocka_unit_test(test_generate_reproducible),
         cmocka_unit_test(test_fallback),
+        cmocka_unit_test(test_text_outside_vocab),
+        cmocka_unit_test(test_post_norm_does_not_generate),
+        cmocka_unit_test(test_queue_depth_gauge_settles),
+        cmocka_unit_test(test_nonfinite_check),
+        cmocka_unit_test(test_token_display_text),
         cmocka_unit_test(test_queue_full),
     };
     return cmocka_run_group_tests(tests, setup, scratch_teardown);

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -178,6 +179,16 @@ static void test_short_job_completes(void **state) {
     char path[512];
     snprintf(path, sizeof path, "%s/%s", scratch_path("short"), want);
     assert_true(fs_is_dir(path));
+    /* the job's folders are the server user's only */
+    const char *const dirs[] = {"jobs", "jobs/%s", "jobs/%s/run"};
+    for (int i = 0; i < 3; i++) {
+        char rel[128];
+        struct stat sb;
+        snprintf(rel, sizeof rel, dirs[i], id);
+        snprintf(path, sizeof path, "%s/%s", scratch_path("short"), rel);
+        assert_int_equal(stat(path, &sb), 0);
+        if ((sb.st_mode & 0777) != 0700) fail_msg("%s has mode %o", rel, sb.st_mode & 0777);
+    }
     const cJSON *cfg = cJSON_GetObjectItemCaseSensitive(o, "config");
     assert_non_null(cfg);
     assert_string_equal(str(cfg, "name"), "short");
@@ -469,6 +480,53 @@ static void test_recovery_after_crash(void **state) {
     serve_jobs_close(js);
 }
 
+/* A recovered job.json lists fewer MoE layers and experts than the model
+ * has (edited, or from another version): after a resume the shares are
+ * sized by the model, not by the file (ASan would see the overflow). */
+static void test_resume_resizes_expert_shares(void **state) {
+    (void)state;
+    serve_jobs *js = open_jobs("grow", 1);
+    char id[64];
+    start(js, JOB_OF(100000), id, sizeof id);
+    wait_step(js, id, 2);
+    serve_jobs_close(js);
+    char path[512];
+    snprintf(path, sizeof path, "%s/jobs/%s/job.json", scratch_path("grow"), id);
+    char *text = NULL;
+    size_t n = 0;
+    assert_int_equal(fs_read_file(path, &text, &n, NULL), MOE_OK);
+    cJSON *o = parse(text);
+    long stopped = (long)num(cJSON_GetObjectItemCaseSensitive(o, "progress"), "step");
+    cJSON *experts = cJSON_Parse("{\"layers\": [[0.5, 0.5]], \"layer_index\": [0]}");
+    cJSON_ReplaceItemInObjectCaseSensitive(o, "experts", experts);
+    text = cJSON_Print(o);
+    write_text(path, text);
+    free(text);
+    cJSON_Delete(o);
+
+    js = open_jobs("grow", 1);
+    o = get(js, id);
+    const cJSON *layers =
+        cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(o, "experts"), "layers");
+    assert_int_equal(cJSON_GetArraySize(layers), 1); /* as the file said */
+    cJSON_Delete(o);
+    char *json = NULL;
+    serve_error err = {0};
+    assert_int_equal(serve_jobs_resume(js, id, "tester", &json, &err), MOE_OK);
+    free(json);
+    wait_step(js, id, stopped + 2);
+    o = get(js, id);
+    layers =
+        cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(o, "experts"), "layers");
+    assert_int_equal(cJSON_GetArraySize(layers), 2); /* tiny: two MoE layers of four */
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetArrayItem(layers, 1)), 4);
+    cJSON_Delete(o);
+    assert_int_equal(serve_jobs_cancel(js, id, &json, &err), MOE_OK);
+    free(json);
+    cJSON_Delete(wait_state(js, id, "cancelled", 60));
+    serve_jobs_close(js);
+}
+
 /* The loss curve keeps at most 500 points, evenly spaced however long the
  * run; an evaluation joins the training point of its step. */
 static void test_history_is_thinned(void **state) {
@@ -494,8 +552,11 @@ static void test_history_is_thinned(void **state) {
         assert_true(j->n_history <= 500);
     }
     assert_true(j->n_history >= 250);
+    /* the evaluation at step 1 is still there */
+    assert_int_equal(j->history[0].step, 1);
+    assert_close(j->history[0].val_loss, 2.5, 0);
     long min_gap = 1L << 30, max_gap = 0;
-    for (int i = 1; i < j->n_history; i++) {
+    for (int i = 2; i < j->n_history; i++) { /* the training points after it */
         long gap = j->history[i].step - j->history[i - 1].step;
         assert_true(gap > 0);
         assert_true(isfinite(j->history[i].loss));
@@ -504,6 +565,50 @@ static void test_history_is_thinned(void **state) {
     }
     assert_int_equal(max_gap, min_gap);
     assert_true(j->history[j->n_history - 1].step > 5000 - max_gap);
+    job_destroy(j);
+
+    /* an evaluation every 100 steps: all 50 are kept through the thinning */
+    j = job_new();
+    assert_non_null(j);
+    for (long s = 1; s <= 5000; s++) {
+        memset(&p, 0, sizeof p);
+        p.step = s;
+        p.loss = 1.0 / (double)s;
+        job_history_add(j, &p);
+        if (s % 100 == 0) {
+            p.is_eval = 1;
+            p.val_loss = (double)s;
+            job_history_add(j, &p);
+        }
+        assert_true(j->n_history <= 500);
+    }
+    int evals = 0;
+    for (int i = 0; i < j->n_history; i++) {
+        if (i > 0) assert_true(j->history[i].step > j->history[i - 1].step);
+        if (isfinite(j->history[i].val_loss)) {
+            assert_close(j->history[i].val_loss, (double)j->history[i].step, 0);
+            evals++;
+        }
+    }
+    assert_int_equal(evals, 50);
+    assert_int_equal(j->history[j->n_history - 1].step, 5000);
+    job_destroy(j);
+
+    /* an evaluation at every step: too many to keep them all; still bounded */
+    j = job_new();
+    assert_non_null(j);
+    for (long s = 1; s <= 20000; s++) {
+        memset(&p, 0, sizeof p);
+        p.step = s;
+        p.loss = 1.0;
+        job_history_add(j, &p);
+        p.is_eval = 1;
+        p.val_loss = 2.0;
+        job_history_add(j, &p);
+        assert_true(j->n_history <= 500);
+    }
+    assert_true(j->n_history >= 250);
+    assert_int_equal(j->history[j->n_history - 1].step, 20000);
     job_destroy(j);
 }
 
@@ -522,6 +627,7 @@ int main(void) {
         cmocka_unit_test(test_max_jobs),
         cmocka_unit_test(test_shutdown_interrupts),
         cmocka_unit_test(test_recovery_after_crash),
+        cmocka_unit_test(test_resume_resizes_expert_shares),
         cmocka_unit_test(test_history_is_thinned),
     };
     return cmocka_run_group_tests(tests, scratch_setup, teardown);

@@ -64,13 +64,21 @@ struct cJSON *moe_gate_sparsity_json(const moe_gate_sparsity *s);
  * padding mask; with one, rows count real tokens only), an array of
  * {"text", "id", "layers": [{"layer", "experts": [k, best first],
  * "weights": [k], "kept": [k bools], "fallback": bool}]}. Texts come from
- * tok (NULL: byte-level, printable ASCII or "?"), made valid UTF-8. */
+ * tok (NULL: byte-level), made valid UTF-8 as moe_token_display_text does. */
 struct moe_model;
 struct moe_tokenizer;
 struct cJSON *moe_routing_trace_json(const struct moe_model *m, const struct moe_tokenizer *tok,
                                      const int32_t *ids, int n, long first_row);
-/* A token's text for JSON: tok's bytes with invalid UTF-8 replaced by "?"
- * (byte-level when tok is NULL: printable ASCII, else "?"); malloc'd. */
+/* Whether pair (token row, slot) of a layer's last forward carried
+ * traffic: kept, and not one of the weight-0 slots a fallback token's other
+ * k - 1 choices are filled with (those keep the pair count fixed but send
+ * nothing). Served-routing metrics count only these; traces mark the
+ * others "kept": false. */
+struct moe_layer_stats;
+int moe_routing_pair_served(const struct moe_layer_stats *s, long row, int slot);
+/* A token's text for JSON: tok's bytes with each byte that is not part of
+ * a valid UTF-8 character (and NUL) replaced by U+FFFD; byte-level when tok
+ * is NULL: an ASCII byte as itself, any other id U+FFFD. malloc'd. */
 char *moe_token_display_text(const struct moe_tokenizer *tok, int32_t id);
 
 #ifdef __cplusplus

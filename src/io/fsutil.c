@@ -158,6 +158,10 @@ moe_status fs_sync_dir(const char *dir) {
 }
 
 moe_status fs_mkdir_p(const char *dir) {
+    return fs_mkdir_p_mode(dir, 0755);
+}
+
+moe_status fs_mkdir_p_mode(const char *dir, unsigned mode) {
     if (!dir[0]) return moe_error(MOE_ERR_INVALID, "cannot create a folder with an empty name");
     char *p = fs_printf("%s", dir);
     if (!p) return MOE_ERR_NOMEM;
@@ -167,7 +171,7 @@ moe_status fs_mkdir_p(const char *dir) {
         if (*c != '/' && *c != '\0') continue;
         char saved = *c;
         *c = '\0';
-        if (mkdir(p, 0755) != 0 && errno != EEXIST) {
+        if (mkdir(p, (mode_t)mode) != 0 && errno != EEXIST) {
             s = moe_error(MOE_ERR_IO, "cannot create folder %s: %s", p, strerror(errno));
         } else if (!fs_is_dir(p)) {
             s = moe_error(MOE_ERR_IO, "cannot create folder %s: a file of that name is in the way",

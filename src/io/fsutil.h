@@ -36,6 +36,9 @@ moe_status fs_read_file(const char *path, char **data, size_t *n, int *missing);
 moe_status fs_sync_dir(const char *dir);
 /* Creates dir and its missing parents (mode 0755). */
 moe_status fs_mkdir_p(const char *dir);
+/* The same with the folders it creates made with mode (0700: private to
+ * the user, as moe serve's job folders); existing ones are left as they are. */
+moe_status fs_mkdir_p_mode(const char *dir, unsigned mode);
 /* Removes a file or folder tree. 0, or -1 with errno; sets no message so it
  * can run in cleanup paths without hiding the first error. */
 int fs_remove_tree(const char *path);

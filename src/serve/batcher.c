@@ -62,10 +62,12 @@ static int take_infer(serve_model *sm, serve_job **jobs, int n, int cap, int *in
     return n;
 }
 
-static void publish_depth(serve_model *sm, int depth) {
+/* The queue-depth gauge; mu held, so the last value set is the depth now
+ * (submitters set it under mu too). */
+static void publish_depth(serve_model *sm) {
     if (!sm->metrics->queue_depth) return;
     const char *lv[] = {sm->name};
-    moe_metric_set(sm->metrics->queue_depth, lv, depth);
+    moe_metric_set(sm->metrics->queue_depth, lv, sm->depth);
 }
 
 void *serve_worker_main(void *arg) {
@@ -112,9 +114,8 @@ void *serve_worker_main(void *arg) {
                 }
             }
         }
-        int depth = sm->depth;
+        publish_depth(sm);
         pthread_mutex_unlock(&sm->mu);
-        publish_depth(sm, depth);
         if (gen) {
             serve_generate_one(sm, gen);
             gen->done(gen->user);

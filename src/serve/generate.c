@@ -5,6 +5,8 @@
  * max_seq_len tokens). Decoders only. */
 #include "serve/models_internal.h"
 
+#include "io/utf8.h"
+
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,9 +43,11 @@ static int prompt_ids(serve_model *sm, serve_job *job, int32_t **ids, int *n) {
     for (int i = 0; i < np; i++) {
         int32_t id = r->prompt ? (uint8_t)r->prompt[i] : r->prompt_tokens[i];
         if (id >= V) {
-            serve_reply_error(sm, job->reply, 400, "prompt_tokens",
-                              "prompt_tokens[%d] = %d is not below the vocabulary size %d", i,
-                              (int)id, V);
+            char f[48];
+            snprintf(f, sizeof f, "prompt_tokens[%d]", i);
+            serve_reply_error(sm, job->reply, 400, f,
+                              "token id %d is not below the vocabulary size %d of model %s",
+                              (int)id, V, sm->name);
             free(*ids);
             *ids = NULL;
             return -1;
@@ -77,6 +81,13 @@ void serve_generate_one(serve_model *sm, serve_job *job) {
                           sm->family, serve_task_name(sm->task));
         return;
     }
+    if (!sm->can_generate) {
+        serve_reply_error(sm, job->reply, 400, "model",
+                          "model %s is a post-norm decoder (model.post_ln): generation needs a "
+                          "pre-norm one; /v1/infer scores its text",
+                          sm->name);
+        return;
+    }
     if (r->trace && moe_model_moe_layers(sm->model) == 0) {
         serve_reply_error(sm, job->reply, 400, "trace",
                           "model %s has no MoE layers to trace: leave trace out", sm->name);
@@ -104,7 +115,7 @@ void serve_generate_one(serve_model *sm, serve_job *job) {
     cJSON_AddStringToObject(o, "model", sm->name);
     unsigned char *bytes = malloc((size_t)n_new + 1);
     for (int i = 0; bytes && i < n_new; i++) bytes[i] = (unsigned char)ids[np + i];
-    char *text = bytes ? serve_utf8_text(bytes, (size_t)n_new) : NULL;
+    char *text = bytes ? utf8_sanitize(bytes, (size_t)n_new) : NULL;
     cJSON_AddStringToObject(o, "text", text ? text : "");
     free(text);
     free(bytes);
@@ -116,7 +127,26 @@ void serve_generate_one(serve_model *sm, serve_job *job) {
     long fallback = 0;
     if (r->trace) {
         cJSON *tr = trace_of(sm, ids, np + n_new, n_new, &fallback);
-        if (tr) cJSON_AddItemToObject(o, "trace", tr);
+        if (!tr) { /* asked for: an answer without it would pass for one with none */
+            serve_reply_error(sm, job->reply, 500, "",
+                              "model %s generated, but its routing trace failed: %s; retry, or "
+                              "leave trace out",
+                              sm->name, moe_last_error());
+            cJSON_Delete(o);
+            free(ids);
+            return;
+        }
+        cJSON_AddItemToObject(o, "trace", tr);
+    }
+    if (serve_has_nonfinite(o)) {
+        serve_reply_error(sm, job->reply, 500, "",
+                          "model %s gave non-finite outputs for this prompt (NaN or infinite "
+                          "weights or router scores); serve it with --fallback-expert E to send "
+                          "such tokens to one expert",
+                          sm->name);
+        cJSON_Delete(o);
+        free(ids);
+        return;
     }
     serve_reply_json(job->reply, o);
     job->reply->tokens = np + n_new;

@@ -34,10 +34,11 @@ static const char *input_name(serve_input_kind k) {
     return k == SERVE_INPUT_TEXT ? "text" : k == SERVE_INPUT_TOKENS ? "tokens" : "rows";
 }
 
-/* The field of input i: "text" for a single text, else "text[1]". */
+/* The field of input i: "text" / "tokens" when the request gave one string
+ * or one flat id list, else "text[1]" / "tokens[1]". */
 static void field_of(char *f, size_t cap, const serve_infer_request *r, int i) {
-    if (r->n_inputs == 1 && r->kind == SERVE_INPUT_TEXT)
-        snprintf(f, cap, "text");
+    if (r->single)
+        snprintf(f, cap, "%s", input_name(r->kind));
     else
         snprintf(f, cap, "%s[%d]", input_name(r->kind), i);
 }
@@ -76,6 +77,39 @@ static int input_ids(serve_model *sm, const serve_infer_request *r, int i, int32
     free(body);
     *out = ids;
     *n = (int)nb + add;
+    return 0;
+}
+
+/* Every id of input i below the vocabulary: the forward refuses the whole
+ * batch otherwise, so a request it would refuse must not get that far.
+ * Text ids are bytes for byte-level models, whose vocabulary may be
+ * smaller than 256 (a data.source=file run). 0 when all are in range. */
+static int check_vocab(serve_model *sm, prep *p, int i, const char *f) {
+    const serve_infer_request *r = &p->job->infer;
+    const int V = sm->mc->vocab_size;
+    const int first = p->len[i] - (r->kind == SERVE_INPUT_TOKENS ? r->n_tokens[i] : 0);
+    for (int j = 0; j < p->len[i]; j++) {
+        const int32_t id = p->ids[i][j];
+        if (id >= 0 && id < V) continue;
+        if (r->kind == SERVE_INPUT_TOKENS) {
+            char fj[80]; /* "tokens[j]" of a flat list, "tokens[i][j]" of a list of lists */
+            snprintf(fj, sizeof fj, "%s[%d]", f, j - first);
+            serve_reply_error(sm, p->job->reply, 400, fj,
+                              "token id %d is not below the vocabulary size %d of model %s",
+                              (int)id, V, sm->name);
+        } else if (sm->tok) { /* not expected: the tokenizer's ids were checked at load */
+            serve_reply_error(sm, p->job->reply, 400, f,
+                              "the tokenizer gave id %d, not below the vocabulary size %d of "
+                              "model %s",
+                              (int)id, V, sm->name);
+        } else {
+            serve_reply_error(sm, p->job->reply, 400, f,
+                              "byte %d (0x%02X) at offset %d is not below the vocabulary size %d "
+                              "of model %s: it reads only bytes 0..%d (no such characters)",
+                              (int)id, (unsigned)id & 0xFFu, j, V, sm->name, V - 1);
+        }
+        return -1;
+    }
     return 0;
 }
 
@@ -120,7 +154,7 @@ static int prepare(serve_model *sm, prep *p) {
         serve_reply_error(sm, rep, 503, "", "out of memory: try again later");
         return -1;
     }
-    const int V = sm->mc->vocab_size, L = sm->mc->max_seq_len;
+    const int L = sm->mc->max_seq_len;
     for (int i = 0; i < p->n; i++) {
         char f[64];
         field_of(f, sizeof f, r, i);
@@ -128,18 +162,7 @@ static int prepare(serve_model *sm, prep *p) {
             serve_reply_error(sm, rep, 503, f, "out of memory: try again later");
             return -1;
         }
-        for (int j = 0; r->kind == SERVE_INPUT_TOKENS && j < r->n_tokens[i]; j++)
-            if (r->tokens[i][j] >= V) {
-                char fj[80];
-                if (r->n_inputs == 1) /* "tokens": [..] (or [[..]]) */
-                    snprintf(fj, sizeof fj, "tokens[%d]", j);
-                else
-                    snprintf(fj, sizeof fj, "%s[%d]", f, j);
-                serve_reply_error(sm, rep, 400, fj,
-                                  "token id %d is not below the vocabulary size %d of model %s",
-                                  (int)r->tokens[i][j], V, sm->name);
-                return -1;
-            }
+        if (check_vocab(sm, p, i, f)) return -1;
         if (p->len[i] > L) {
             serve_reply_error(sm, rep, 400, f,
                               "%d tokens but model %s reads at most %d (max_seq_len): shorten "
@@ -172,14 +195,6 @@ static double softmax_into(double *pr, const moe_real *lg, int V) {
     return mx + log(z); /* logsumexp */
 }
 
-static char *token_text(const serve_model *sm, int32_t id) {
-    if (!sm->tok && id >= 0 && id < 256) {
-        unsigned char b = (unsigned char)id;
-        return serve_utf8_text(&b, 1);
-    }
-    return moe_token_display_text(sm->tok, id);
-}
-
 /* [{"id", "text", "prob"} x top] of the distribution pr [V]. */
 static cJSON *top_json(const serve_model *sm, const double *pr, int V, int top) {
     cJSON *arr = cJSON_CreateArray();
@@ -194,7 +209,7 @@ static cJSON *top_json(const serve_model *sm, const double *pr, int V, int top) 
         taken[j] = best;
         cJSON *c = cJSON_CreateObject();
         cJSON_AddNumberToObject(c, "id", best);
-        char *t = token_text(sm, best);
+        char *t = moe_token_display_text(sm->tok, best); /* as in traces */
         cJSON_AddStringToObject(c, "text", t ? t : "");
         free(t);
         cJSON_AddNumberToObject(c, "prob", pr[best]);
@@ -271,16 +286,6 @@ static cJSON *reply_head(const serve_model *sm) {
     return o;
 }
 
-/* A number in the answer that is NaN or infinite: the model's outputs were
- * not finite (corrupted weights, a router without a fallback expert).
- * Absent values are JSON null, never NaN, so any non-finite number is one. */
-static int has_nonfinite(const cJSON *j) {
-    if (cJSON_IsNumber(j)) return !isfinite(j->valuedouble);
-    for (const cJSON *c = j->child; c; c = c->next)
-        if (has_nonfinite(c)) return 1;
-    return 0;
-}
-
 static void finish_reply(serve_model *sm, prep *p, cJSON *o, int batch, long fallback) {
     cJSON *u = cJSON_AddObjectToObject(o, "usage");
     cJSON_AddNumberToObject(u, "tokens", (double)p->tokens);
@@ -334,7 +339,7 @@ static moe_status forward_dense(serve_model *sm, prep *ps, int n, int B) {
             moe_real *dst = x + (size_t)(ps[q].seq0 + i) * F;
             for (int f = 0; f < F; f++) {
                 double v = rows[(size_t)i * F + f];
-                if (sm->mean) {
+                if (sm->mean && sm->std) {
                     int s = sm->norm_channels > 0 ? f / per_channel : f;
                     v = (v - sm->mean[s]) / sm->std[s];
                 }
@@ -375,6 +380,16 @@ void serve_infer_batch(serve_model *sm, serve_job **jobs, int n) {
         const char *lv[] = {sm->name};
         if (sm->metrics->batch_size) moe_metric_observe(sm->metrics->batch_size, lv, batch);
         if (sm->metrics->forward_s) moe_metric_observe(sm->metrics->forward_s, lv, secs);
+        if (st && batch > 1) {
+            /* prepare refuses what the forward would, so this is not
+             * expected; still, one request must not fail the others: each
+             * goes again alone, and only the one at fault gets the error */
+            for (int q = 0; q < n; q++)
+                if (ps[q].ok) serve_infer_batch(sm, &ps[q].job, 1);
+            for (int q = 0; q < n; q++) prep_free(&ps[q]);
+            free(ps);
+            return;
+        }
         const int V = sm->transformer ? sm->mc->vocab_size : 1;
         double *pr = malloc((size_t)V * sizeof *pr);
         if (!st && !pr) st = MOE_ERR_NOMEM;
@@ -383,7 +398,8 @@ void serve_infer_batch(serve_model *sm, serve_job **jobs, int n) {
             if (!ps[q].ok) continue;
             if (st) {
                 serve_reply_error(sm, ps[q].job->reply, 500, "",
-                                  "the forward of model %s failed: %s", sm->name, moe_last_error());
+                                  "the forward of model %s failed on this request: %s", sm->name,
+                                  moe_last_error());
                 continue;
             }
             const serve_infer_request *r = &ps[q].job->infer;
@@ -405,7 +421,7 @@ void serve_infer_batch(serve_model *sm, serve_job **jobs, int n) {
                 fallback += serve_count_routing(sm, row0, ps[q].len[i]);
                 row += ps[q].len[i];
             }
-            if (has_nonfinite(o)) {
+            if (serve_has_nonfinite(o)) {
                 cJSON_Delete(o);
                 serve_reply_error(sm, ps[q].job->reply, 500, "",
                                   "model %s gave non-finite outputs for this input (NaN or "

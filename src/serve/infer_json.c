@@ -1,19 +1,13 @@
 /* What the workers share when they answer: error and JSON replies, the
- * served-routing and tokens/s metrics, JSON-safe text. */
+ * served-routing and tokens/s metrics, the non-finite check. */
 #include "serve/models_internal.h"
 
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-
-double serve_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 const char *serve_task_name(moe_task_kind t) {
     switch (t) {
@@ -68,7 +62,7 @@ long serve_count_routing(serve_model *sm, long row0, int n) {
         for (long t = row0; t < row0 + n; t++) {
             for (int j = 0; j < k; j++) {
                 size_t p = (size_t)t * k + j;
-                if (s->kept_pair[p] >= 0 && s->chosen[p] >= 0 && s->chosen[p] < E)
+                if (moe_routing_pair_served(s, t, j) && s->chosen[p] >= 0 && s->chosen[p] < E)
                     pairs[s->chosen[p]]++;
             }
             if (s->fallback) fallback += s->fallback[t];
@@ -112,35 +106,9 @@ void serve_rate_add(serve_model *sm, long n) {
     moe_metric_set(sm->metrics->tokens_per_s, lv, (double)total / SERVE_RATE_WINDOW);
 }
 
-char *serve_utf8_text(const unsigned char *s, size_t n) {
-    char *out = malloc(3 * n + 1), *o = out;
-    if (!out) return NULL;
-    for (size_t i = 0; i < n;) {
-        unsigned c = s[i];
-        size_t len = c < 0x80                 ? 1
-                     : c >= 0xC2 && c <= 0xDF ? 2
-                     : c >= 0xE0 && c <= 0xEF ? 3
-                     : c >= 0xF0 && c <= 0xF4 ? 4
-                                              : 0;
-        unsigned cp = len == 1 ? c : len == 2 ? c & 0x1F : len == 3 ? c & 0x0F : c & 0x07;
-        int ok = len > 0 && i + len <= n && c != 0;
-        for (size_t j = 1; ok && j < len; j++) {
-            ok = (s[i + j] & 0xC0) == 0x80;
-            cp = (cp << 6) | (s[i + j] & 0x3F);
-        }
-        if (ok && ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
-                   (cp >= 0xD800 && cp <= 0xDFFF)))
-            ok = 0;
-        if (ok) {
-            memcpy(o, s + i, len);
-            o += len;
-            i += len;
-        } else { /* U+FFFD for each byte that is not part of a character (and NUL) */
-            memcpy(o, "\xEF\xBF\xBD", 3);
-            o += 3;
-            i++;
-        }
-    }
-    *o = 0;
-    return out;
+int serve_has_nonfinite(const cJSON *j) {
+    if (cJSON_IsNumber(j)) return !isfinite(j->valuedouble);
+    for (const cJSON *c = j->child; c; c = c->next)
+        if (serve_has_nonfinite(c)) return 1;
+    return 0;
 }

@@ -16,12 +16,6 @@
 
 #define PERSIST_EVERY_S 2.0
 
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
 job *job_new(void) {
     job *j = calloc(1, sizeof *j);
     if (!j) return NULL;
@@ -98,14 +92,24 @@ static void read_experts(run_ctx *c) {
         return;
     int E = c->n_experts, L = 0;
     if (E <= 0) return;
-    if (!j->shares) {
-        j->shares = malloc((size_t)c->n_layer_probe * (size_t)E * sizeof *j->shares);
+    const size_t need = (size_t)c->n_layer_probe * (size_t)E;
+    if (!j->shares || j->cap_shares < need || j->cap_layers < c->n_layer_probe) {
+        /* first report, or buffers a recovered job.json sized (fewer layers
+         * or experts than this model has) */
+        free(j->shares);
+        free(j->layer_index);
+        j->shares = malloc(need * sizeof *j->shares);
         j->layer_index = malloc((size_t)c->n_layer_probe * sizeof *j->layer_index);
+        j->cap_shares = j->shares ? need : 0;
+        j->cap_layers = j->layer_index ? c->n_layer_probe : 0;
         if (!j->shares || !j->layer_index) {
             free(j->shares);
             free(j->layer_index);
             j->shares = NULL;
             j->layer_index = NULL;
+            j->cap_shares = 0;
+            j->cap_layers = 0;
+            j->n_layers = j->n_experts = 0;
             return;
         }
     }
@@ -154,7 +158,7 @@ static void on_progress(const moe_train_progress *p, void *user) {
         read_experts(c);
     }
     if (!(p->is_eval && p->step == 0)) job_history_add(j, p); /* step 0: no loss to pair with */
-    double now = now_s();
+    double now = serve_now();
     int due = now - j->last_persist >= PERSIST_EVERY_S;
     if (due) j->last_persist = now;
     pthread_mutex_unlock(&js->mu);
@@ -227,7 +231,7 @@ static void *job_thread(void *arg) {
         j->state = JOB_RUNNING;
         if (!j->started) j->started = time(NULL);
         j->finished = 0;
-        j->last_persist = now_s();
+        j->last_persist = serve_now();
         update_gauge(js);
     }
     pthread_mutex_unlock(&js->mu);
@@ -310,7 +314,7 @@ moe_status serve_jobs_open(serve_jobs **out, const char *state_dir, const char *
                        data_dir);
     else if (!(js->data_real = strdup(real)))
         st = moe_error(MOE_ERR_NOMEM, "jobs: out of memory");
-    if (st == MOE_OK) st = fs_mkdir_p(js->jobs_dir);
+    if (st == MOE_OK) st = fs_mkdir_p_mode(js->jobs_dir, 0700); /* jobs hold configs, keys' ids */
     if (st == MOE_OK && reg)
         st = moe_registry_declare(reg, "serve_jobs", MOE_METRIC_GAUGE, "Training jobs by state.",
                                   "state", NULL, 0, &js->m_state);
@@ -378,7 +382,7 @@ static moe_status fill_job(serve_jobs *js, job *j, moe_run_config *cfg, const ch
         if (!text || !(j->config = cJSON_Parse(text)))
             st = serve_fail(err, 500, "", "out of memory");
     }
-    if (st == MOE_OK && fs_mkdir_p(run_dir) != MOE_OK)
+    if (st == MOE_OK && fs_mkdir_p_mode(run_dir, 0700) != MOE_OK)
         st = serve_fail(err, 500, "", "cannot create the job's folder: %s", moe_last_error());
     if (st == MOE_OK) {
         snprintf(j->name, sizeof j->name, "%s", name);

@@ -83,6 +83,8 @@ typedef struct job {
     double *shares;
     int *layer_index; /* model block of each MoE layer */
     int n_layers, n_experts;
+    size_t cap_shares; /* doubles shares holds, ints layer_index holds: a */
+    int cap_layers;    /* recovered job.json sized them, not the model */
     /* the thread running it */
     pthread_t thread;
     int has_thread;        /* joinable thread exists */

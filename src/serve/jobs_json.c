@@ -134,14 +134,37 @@ cJSON *job_to_json(const struct serve_jobs *js, const job *j, int history, int c
 
 /* ---- history ---- */
 
-/* Every other point, keeping the newest; from then on one training report
- * in twice as many is kept, so the gaps stay even over the whole run. */
+/* Every other training point, keeping the newest, and every evaluation
+ * (a point with a val_loss); from then on one training report in twice as
+ * many is kept, so the training gaps stay even over the whole run. An
+ * evaluation that shares its step with a training point counts in the
+ * alternation, so the training points around it keep their spacing. The
+ * curve stays bounded all the same: when keeping every evaluation would
+ * leave more than 3/4 of the points (evaluations about as frequent as the
+ * kept training reports), every other point goes, evaluations too. */
 static void history_thin(job *j) {
+    char keep[JOB_HISTORY_MAX];
+    const int n_in = j->n_history < JOB_HISTORY_MAX ? j->n_history : JOB_HISTORY_MAX;
+    int kept = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        const int keep_evals = pass == 0;
+        int parity = 0; /* counted from the newest point back: the newest stays */
+        kept = 0;
+        for (int i = n_in - 1; i >= 0; i--) {
+            const int eval = isfinite(j->history[i].val_loss);
+            keep[i] = (keep_evals && eval) || parity == 0;
+            kept += keep[i];
+            if (!(keep_evals && eval && !isfinite(j->history[i].loss))) parity ^= 1;
+        }
+        if (kept <= JOB_HISTORY_MAX * 3 / 4) break;
+    }
     int n = 0;
-    for (int i = j->n_history % 2 ? 0 : 1; i < j->n_history; i += 2)
-        j->history[n++] = j->history[i];
+    for (int i = 0; i < n_in; i++)
+        if (keep[i]) j->history[n++] = j->history[i];
     j->n_history = n;
-    j->history_stride = (j->history_stride > 0 ? j->history_stride : 1) * 2;
+    /* capped: evaluations pushed at every step thin again and again */
+    const int stride = j->history_stride > 0 ? j->history_stride : 1;
+    j->history_stride = stride < (1 << 24) ? stride * 2 : stride;
 }
 
 static job_point *history_push(job *j) {
@@ -228,6 +251,8 @@ static moe_status read_experts(job *j, const cJSON *o) {
     j->shares = malloc((size_t)L * (size_t)E * sizeof *j->shares);
     j->layer_index = malloc((size_t)L * sizeof *j->layer_index);
     if (!j->shares || !j->layer_index) return moe_error(MOE_ERR_NOMEM, "job.json: out of memory");
+    j->cap_shares = (size_t)L * E;
+    j->cap_layers = L;
     for (int l = 0; l < L; l++) {
         const cJSON *row = cJSON_GetArrayItem(layers, l), *ix = cJSON_GetArrayItem(index, l);
         j->layer_index[l] = cJSON_IsNumber(ix) ? ix->valueint : l;
@@ -288,4 +313,6 @@ void job_free_fields(job *j) {
     j->shares = NULL;
     j->layer_index = NULL;
     j->n_history = j->cap_history = j->n_layers = j->n_experts = 0;
+    j->cap_shares = 0;
+    j->cap_layers = 0;
 }

@@ -218,7 +218,7 @@ static cJSON *model_json(const serve_model *sm) {
          * rows already standardised with the training split's mean/std */
         cJSON_AddBoolToObject(o, "rows_normalized_by_server", sm->rows_normalized);
     }
-    cJSON_AddBoolToObject(o, "generate", sm->decoder);
+    cJSON_AddBoolToObject(o, "generate", sm->can_generate);
     cJSON_AddBoolToObject(o, "trace", sm->transformer && routed);
     cJSON_AddNumberToObject(o, "fallback_expert", c->moe.fallback_expert);
     return o;
@@ -251,13 +251,15 @@ static moe_status enqueue(serve_model *m, serve_job *job, serve_error *err) {
     else
         m->head = job;
     m->tail = job;
-    int depth = ++m->depth;
-    pthread_cond_signal(&m->cv);
-    pthread_mutex_unlock(&m->mu);
+    ++m->depth;
+    /* published under mu, as the worker does: set after unlocking, an older
+     * depth could land last and stay on an idle model */
     if (m->metrics->queue_depth) {
         const char *lv[] = {m->name};
-        moe_metric_set(m->metrics->queue_depth, lv, depth);
+        moe_metric_set(m->metrics->queue_depth, lv, m->depth);
     }
+    pthread_cond_signal(&m->cv);
+    pthread_mutex_unlock(&m->mu);
     return MOE_OK;
 }
 

@@ -35,6 +35,7 @@ struct serve_model {
     const char *family;         /* "transformer", "mlp_moe", ... */
     moe_task_kind task;         /* lm, mlm, classify, distribution */
     int transformer, decoder;   /* decoder: causal, no classifier head */
+    int can_generate;           /* a pre-norm decoder (generation has no post-norm path) */
     moe_tokenizer *tok;         /* encoders: the run's tokenizer; NULL = bytes */
     int32_t cls_id, pad_id, mask_id;
     int n_classes;
@@ -90,12 +91,13 @@ void serve_reply_error(serve_model *sm, serve_reply *r, int status, const char *
 #endif
     ;
 void serve_reply_json(serve_reply *r, struct cJSON *o);
+/* A number in an answer that is NaN or infinite: the model's outputs were
+ * not finite (corrupted weights, a router without a fallback expert).
+ * Absent values are JSON null, never NaN, so any non-finite number is one. */
+int serve_has_nonfinite(const struct cJSON *j);
 /* Routing of real tokens into the metrics: stats rows [row0, row0 + n). */
 long serve_count_routing(serve_model *sm, long row0, int n);
 const char *serve_task_name(moe_task_kind t);
-/* JSON-safe text of bytes (invalid UTF-8 as U+FFFD), malloc'd. */
-char *serve_utf8_text(const unsigned char *s, size_t n);
-double serve_now(void);
 /* The tokens/s gauge: n tokens served now (0 just refreshes it). */
 void serve_rate_add(serve_model *sm, long n);
 

@@ -86,6 +86,10 @@ static void dense_inputs(serve_model *sm, const moe_run_config *run, int have_ru
             memcpy(sm->std, ds.std, (size_t)n_stats * sizeof *sm->std);
             sm->norm_channels = ds.train.channels > 0 ? n_stats : 0;
             sm->rows_normalized = 1;
+        } else { /* both or neither: the forward tests mean and divides by std */
+            free(sm->mean);
+            free(sm->std);
+            sm->mean = sm->std = NULL;
         }
     }
     moe_dataset_splits_free(&ds);
@@ -158,6 +162,7 @@ moe_status serve_model_load(serve_model **out, const char *name, const char *ckp
     sm->transformer = transformer;
     sm->n_classes = mc.n_classes;
     sm->decoder = transformer && !mc.bidirectional && mc.n_classes == 0;
+    sm->can_generate = sm->decoder && !mc.post_ln;
     if (transformer)
         sm->task = mc.n_classes > 0   ? MOE_TASK_CLASSIFY
                    : mc.bidirectional ? MOE_TASK_MLM

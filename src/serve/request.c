@@ -9,6 +9,8 @@
  * model), and rows whose values the body itself bounds. */
 #include "serve/serve.h"
 
+#include "io/utf8.h"
+
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdint.h>
@@ -22,38 +24,6 @@
 
 static moe_status bad(serve_error *e, const char *field, const char *fmt, const char *a) {
     return serve_fail(e, 400, field, fmt, a);
-}
-
-/* Strict UTF-8 (no overlong forms, no surrogates, <= U+10FFFF). */
-static int utf8_valid(const unsigned char *s, size_t n) {
-    size_t i = 0;
-    while (i < n) {
-        unsigned c = s[i];
-        size_t len;
-        unsigned cp;
-        if (c < 0x80) {
-            i++;
-            continue;
-        } else if (c >= 0xC2 && c <= 0xDF) {
-            len = 2, cp = c & 0x1F;
-        } else if (c >= 0xE0 && c <= 0xEF) {
-            len = 3, cp = c & 0x0F;
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            len = 4, cp = c & 0x07;
-        } else {
-            return 0;
-        }
-        if (i + len > n) return 0;
-        for (size_t j = 1; j < len; j++) {
-            if ((s[i + j] & 0xC0) != 0x80) return 0;
-            cp = (cp << 6) | (s[i + j] & 0x3F);
-        }
-        if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
-            (cp >= 0xD800 && cp <= 0xDFFF))
-            return 0;
-        i += len;
-    }
-    return 1;
 }
 
 /* cJSON decodes "\u0000" into a NUL that silently cuts the string: find
@@ -171,7 +141,7 @@ static moe_status get_text(const cJSON *v, const char *field, long *budget, long
     if (!cJSON_IsString(v)) return bad(e, field, "%smust be a string", "");
     size_t n = strlen(v->valuestring);
     if (n == 0) return bad(e, field, "%sis empty: give at least one character", "");
-    if (!utf8_valid((const unsigned char *)v->valuestring, n))
+    if (!utf8_is_valid((const unsigned char *)v->valuestring, n))
         return bad(e, field, "%sis not valid UTF-8", "");
     if ((long)n > *budget)
         return serve_fail(e, 400, field, "too long: at most %ld bytes of text per request", limit);
@@ -221,6 +191,7 @@ static moe_status parse_texts(const cJSON *v, const serve_limits *lim, serve_inf
         r->texts = calloc(1, sizeof *r->texts);
         if (!r->texts) return serve_fail(e, 500, "text", "out of memory");
         r->n_inputs = 1;
+        r->single = 1;
         return get_text(v, "text", &budget, limit, &r->texts[0], e);
     }
     if (!cJSON_IsArray(v)) return bad(e, "text", "%smust be a string or an array of strings", "");
@@ -253,6 +224,7 @@ static moe_status parse_tokens(const cJSON *v, const serve_limits *lim, serve_in
     r->n_tokens = calloc((size_t)n, sizeof *r->n_tokens);
     if (!r->tokens || !r->n_tokens) return serve_fail(e, 500, "tokens", "out of memory");
     r->n_inputs = n;
+    r->single = !nested;
     if (!nested) return get_ids(v, "tokens", &budget, limit, &r->tokens[0], &r->n_tokens[0], e);
     int i = 0;
     for (const cJSON *t = v->child; t; t = t->next, i++) {

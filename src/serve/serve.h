@@ -57,6 +57,9 @@ char *serve_error_json(const serve_error *e);
  * alphanumeric (so never "..", "/", or a hidden file). */
 int serve_name_valid(const char *name);
 
+/* Monotonic seconds (latencies, batching windows, persist intervals). */
+double serve_now(void);
+
 /* ---- API keys (api_keys.c) ------------------------------------------- */
 
 enum { SERVE_SCOPE_INFER = 1, SERVE_SCOPE_TRAIN = 2 }; /* bit set; train implies infer */
@@ -102,6 +105,8 @@ typedef struct serve_infer_request {
     char model[SERVE_NAME_MAX];
     serve_input_kind kind;
     int n_inputs;     /* 1..limits.max_inputs */
+    int single;       /* "text" was one string, "tokens" one flat list of ids: errors
+                         name "text" / "tokens[j]", not "text[0]" / "tokens[0][j]" */
     char **texts;     /* [n_inputs] NUL-terminated UTF-8 (TEXT) */
     int32_t **tokens; /* [n_inputs][n_tokens[i]] (TOKENS) */
     int *n_tokens;    /* [n_inputs] (TOKENS) */

@@ -1,10 +1,12 @@
-/* Helpers every part of the server shares: limits, client errors, names. */
+/* Helpers every part of the server shares: limits, client errors, names,
+ * the clock. */
 #include "serve/serve.h"
 
 #include <cjson/cJSON.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 void serve_limits_default(serve_limits *l) {
     l->max_body_bytes = 1u << 20;
@@ -45,4 +47,10 @@ int serve_name_valid(const char *name) {
         if (!alnum && (i == 0 || (c != '_' && c != '.' && c != '-'))) return 0;
     }
     return 1;
+}
+
+double serve_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }

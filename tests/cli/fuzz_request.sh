@@ -8,7 +8,7 @@ command -v clang >/dev/null || fail "clang is not installed (scripts/install-dep
 clang -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -g -O1 \
   -I "$ROOT/include" -I "$ROOT/src" \
   "$ROOT/tests/fuzz/fuzz_request.c" "$ROOT/src/serve/request.c" "$ROOT/src/serve/serve_common.c" \
-  "$ROOT/src/core/status.c" -lcjson -lm -o "$WORK/fuzz_request" 2>"$WORK/cc.log" ||
+  "$ROOT/src/io/utf8.c" "$ROOT/src/core/status.c" -lcjson -lm -o "$WORK/fuzz_request" 2>"$WORK/cc.log" ||
   { cat "$WORK/cc.log" >&2; fail "cannot build the fuzz harness"; }
 mkdir -p "$WORK/corpus"
 cp "$ROOT"/tests/fuzz/corpus/*.json "$WORK/corpus/"
