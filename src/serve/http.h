@@ -71,7 +71,9 @@ struct moe_server {
     int n_models;
     struct MHD_Daemon *daemon;
     int port;
-    atomic_int stopping;   /* shutdown began: /healthz says so, new requests get 503 */
+    atomic_int stopping;   /* shutdown began: /healthz says so, new requests get 503, and no
+                              handler touches jobs or models any more */
+    atomic_int handlers;   /* route handlers running now: jobs and models are closed at 0 */
     atomic_int inflight;   /* requests between their first byte and their completion */
     unsigned char *plotly; /* plotly.min.js, or NULL when not found */
     size_t plotly_len;
@@ -126,6 +128,10 @@ enum MHD_Result http_access(void *cls, struct MHD_Connection *c, const char *url
                             size_t *upload_data_size, void **req_cls);
 void http_completed(void *cls, struct MHD_Connection *c, void **req_cls,
                     enum MHD_RequestTerminationCode toe);
+
+/* Whether the route still answers while the server stops (/healthz says
+ * "stopping", /metrics shows the drain); the others get 503. */
+int http_route_serves_while_stopping(const http_route *route);
 
 /* Finds the route of method and url: MHD_HTTP_OK with *route (and the {id}
  * in param), 404 (no such path, or an {id} that is not a valid name), or

@@ -198,9 +198,25 @@ static moe_status open_parts(moe_server *s) {
     return st;
 }
 
+static void sleep_ms(int ms) {
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* The order matters while the daemon may still call handlers: once
+ * stopping is set and the handlers that began before it are done, none
+ * touches jobs or models, so they can close. Jobs checkpoint and become
+ * interrupted; models answer what is queued, resuming every suspended
+ * connection (libmicrohttpd aborts if one is still suspended when it
+ * stops). The daemon goes next (its completion callbacks write the audit
+ * log and metrics), then what those need. */
 static void close_parts(moe_server *s) {
-    if (s->jobs) serve_jobs_close(s->jobs);
-    if (s->models) serve_models_close(s->models);
+    atomic_store(&s->stopping, 1);
+    while (atomic_load(&s->handlers) > 0) sleep_ms(1);
+    serve_jobs_close(s->jobs);
+    s->jobs = NULL;
+    serve_models_close(s->models);
+    s->models = NULL;
     if (s->daemon) MHD_stop_daemon(s->daemon);
     serve_audit_close(s->audit);
     serve_keys_free(s->keys);
@@ -262,11 +278,6 @@ int moe_serve_port(const moe_server *s) {
     return s ? s->port : 0;
 }
 
-static void sleep_ms(int ms) {
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
 void moe_serve_stop(moe_server *s) {
     if (!s) return;
     atomic_store(&s->stopping, 1);
@@ -280,12 +291,6 @@ void moe_serve_stop(moe_server *s) {
              atomic_load(&s->inflight), s->opt.drain_timeout_s);
     char msg[400];
     if (serve_audit_take_error(s->audit, msg, sizeof msg)) warn(s, "%s", msg);
-    /* jobs checkpoint and become interrupted; models answer what is queued
-     * (resuming any suspended connection) before the daemon goes */
-    serve_jobs_close(s->jobs);
-    s->jobs = NULL;
-    serve_models_close(s->models);
-    s->models = NULL;
     close_parts(s);
 }
 

@@ -8,13 +8,16 @@
 
 #define PROMETHEUS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
 
+/* While stopping, jobs and models may be closing or gone: the load reads
+ * 0 then (run_handler counts this handler, so they stay while it runs
+ * when stopping was not set). */
 HTTP_HANDLER(http_h_healthz) {
     int stopping = atomic_load(&s->stopping);
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "status", stopping ? "stopping" : "ok");
     cJSON_AddNumberToObject(o, "models", s->n_models);
-    cJSON_AddNumberToObject(o, "queue_depth", serve_models_queue_depth(s->models));
-    cJSON_AddNumberToObject(o, "jobs_running", serve_jobs_running(s->jobs));
+    cJSON_AddNumberToObject(o, "queue_depth", stopping ? 0 : serve_models_queue_depth(s->models));
+    cJSON_AddNumberToObject(o, "jobs_running", stopping ? 0 : serve_jobs_running(s->jobs));
     char *json = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     return http_reply_json(r, stopping ? 503 : 200, json);

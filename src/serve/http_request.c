@@ -81,9 +81,7 @@ static int check_headers(moe_server *s, http_request *r, const char *url) {
                          r->method, url);
         return 0;
     }
-    /* while stopping, /healthz says so itself and /metrics still shows the drain */
-    if (atomic_load(&s->stopping) && r->route->handle != http_h_healthz &&
-        r->route->handle != http_h_metrics) {
+    if (atomic_load(&s->stopping) && !http_route_serves_while_stopping(r->route)) {
         http_reply_error(r, 503, "", NULL, NULL, "the server is shutting down; retry elsewhere");
         return 0;
     }
@@ -135,6 +133,24 @@ static int take_body(http_request *r, const char *data, size_t n) {
     return 1;
 }
 
+/* Runs r's handler. Headers that passed before the shutdown may bring
+ * their body after it began: then the handler does not run (jobs and
+ * models are being closed). The count lets moe_serve_stop wait for the
+ * handlers that saw the server running before it closes them; checking
+ * stopping after counting (both sequentially consistent) means either
+ * the handler sees stopping or moe_serve_stop sees the handler. */
+static enum MHD_Result run_handler(moe_server *s, http_request *r) {
+    atomic_fetch_add(&s->handlers, 1);
+    enum MHD_Result res;
+    if (atomic_load(&s->stopping) && !http_route_serves_while_stopping(r->route))
+        res = http_reply_error(r, 503, "", NULL, NULL,
+                               "the server is shutting down; retry elsewhere");
+    else
+        res = r->route->handle(s, r);
+    atomic_fetch_sub(&s->handlers, 1);
+    return res;
+}
+
 enum MHD_Result http_access(void *cls, struct MHD_Connection *c, const char *url,
                             const char *method, const char *version, const char *upload_data,
                             size_t *upload_data_size, void **req_cls) {
@@ -160,7 +176,7 @@ enum MHD_Result http_access(void *cls, struct MHD_Connection *c, const char *url
         return http_reply_error(r, 413, "", NULL, NULL,
                                 "the body is larger than the limit, %zu bytes",
                                 s->limits.max_body_bytes);
-    return r->route->handle(s, r);
+    return run_handler(s, r);
 }
 
 void http_async_done(void *user) {

@@ -32,6 +32,10 @@ const http_route *serve_http_routes(int *n) {
     return routes;
 }
 
+int http_route_serves_while_stopping(const http_route *route) {
+    return route->handle == http_h_healthz || route->handle == http_h_metrics;
+}
+
 /* 1 when url has pattern's shape; the {id} segment goes to param. */
 static int path_matches(const char *pattern, const char *url, char *param, size_t param_cap) {
     const char *p = pattern, *u = url;
