@@ -59,6 +59,16 @@ static int is_json(const char *content_type) {
     return n == 16 && !strncasecmp(content_type, "application/json", 16);
 }
 
+/* 1 when the headers announce a body: a Content-Length other than 0, or
+ * any Transfer-Encoding (chunked). */
+static int announces_body(struct MHD_Connection *c) {
+    if (MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING))
+        return 1;
+    const char *length =
+        MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    return length && length[strspn(length, "0")] != '\0';
+}
+
 /* Everything the headers decide, before the body: 1 to go on, 0 when an
  * answer is queued (or the connection should be dropped). */
 static int check_headers(moe_server *s, http_request *r, const char *url) {
@@ -86,6 +96,14 @@ static int check_headers(moe_server *s, http_request *r, const char *url) {
         return 0;
     }
     if (!http_authorize(s, r)) return 0;
+    /* a route without a JSON body keeps none: refused before it is read,
+     * so anonymous clients cannot park --max-body on every connection */
+    if (!r->route->json_body && announces_body(r->conn)) {
+        http_reply_error(r, 413, "", NULL, NULL,
+                         "%s %s takes no body; send the request without one", r->method,
+                         r->route->pattern);
+        return 0;
+    }
     const char *length =
         MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
     if (length) {
@@ -108,12 +126,13 @@ static int check_headers(moe_server *s, http_request *r, const char *url) {
     return 1;
 }
 
-/* Keeps up to max_body_bytes; past that, drops what comes and remembers
- * (a body without Content-Length, chunked: libmicrohttpd 0.9 cannot queue
- * an answer before the body ends, so the 413 comes then, with nothing
- * more kept). */
+/* Keeps up to max_body_bytes (nothing for a route without a JSON body,
+ * whose announced body was refused already); past that, drops what comes
+ * and remembers (a body without Content-Length, chunked: libmicrohttpd 0.9
+ * cannot queue an answer before the body ends, so the 413 comes then, with
+ * nothing more kept). */
 static int take_body(http_request *r, const char *data, size_t n) {
-    size_t max = r->server->limits.max_body_bytes;
+    size_t max = r->route->json_body ? r->server->limits.max_body_bytes : 0;
     if (r->too_big || n > max - r->body_len) {
         r->too_big = 1;
         return 1;

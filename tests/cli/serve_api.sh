@@ -180,6 +180,14 @@ head -c $((MAX_BODY + 1)) /dev/zero | tr '\0' ' ' >"$WORK/big.json"
 call /v1/infer reader 413 POST /v1/infer "${AI[@]}" "${JSON[@]}" --data-binary @"$WORK/big.json"
 call /v1/infer reader 413 POST /v1/infer "${AI[@]}" "${JSON[@]}" -H 'Transfer-Encoding: chunked' \
   --data-binary @"$WORK/big.json"
+# endpoints without a JSON body keep none: any body is refused before it is read
+call / - 413 GET / -H 'Content-Type: text/plain' -d 'x'
+expect_field "j['error']['message']" "GET / takes no body; send the request without one"
+call /healthz - 413 GET /healthz -H 'Transfer-Encoding: chunked' -d 'hello'
+call /static/dashboard.js - 413 GET /static/dashboard.js --data-binary @"$WORK/big.json"
+call /v1/jobs reader 413 GET /v1/jobs "${AI[@]}" "${JSON[@]}" -d '{}'
+call /v1/jobs - 401 GET /v1/jobs "${JSON[@]}" -d '{}' # the key first
+call /healthz - 200 GET /healthz -H 'Content-Length: 0'
 # a body just under the limit is read (and then rejected as JSON, not for its size)
 head -c $((MAX_BODY - 1)) /dev/zero | tr '\0' ' ' >"$WORK/fits.json"
 call /v1/infer reader 400 POST /v1/infer "${AI[@]}" "${JSON[@]}" --data-binary @"$WORK/fits.json"
