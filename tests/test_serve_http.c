@@ -266,6 +266,10 @@ static void test_router(void **state) {
     expect_route("GET", "/v1/infer", 405, NULL, NULL, "POST");
     expect_route("PUT", "/v1/jobs/abc", 405, NULL, NULL, "GET, DELETE");
     expect_route("GET", "/v1/jobs/abc/resume", 405, NULL, NULL, "POST");
+    /* a 405 is labelled with the path's pattern; unknown paths have none */
+    assert_string_equal(http_route_path_pattern("/v1/jobs/abc"), "/v1/jobs/{id}");
+    assert_string_equal(http_route_path_pattern("/healthz"), "/healthz");
+    assert_null(http_route_path_pattern("/v1/nothing"));
     /* every route is distinct and has a handler */
     int n;
     const http_route *t = serve_http_routes(&n);

@@ -138,6 +138,9 @@ int http_route_serves_while_stopping(const http_route *route);
  * 405 with the path's methods in allow ("GET, DELETE"). */
 int http_route_find(const char *method, const char *url, const http_route **route, char *param,
                     size_t param_cap, char *allow, size_t allow_cap);
+/* The pattern of the first route whose path has url's shape, whatever its
+ * method ("/v1/jobs/{id}" for "PUT /v1/jobs/x"), or NULL: a 405's label. */
+const char *http_route_path_pattern(const char *url);
 
 /* Route handlers that answer later: the request waits suspended until the
  * model worker calls http_async_done. */

@@ -77,6 +77,8 @@ static int check_headers(moe_server *s, http_request *r, const char *url) {
         http_route_find(r->method, url, &r->route, r->param, sizeof r->param, allow, sizeof allow);
     if (r->route) snprintf(r->endpoint, sizeof r->endpoint, "%s", r->route->pattern);
     if (found == 405) {
+        /* a known path: labelled with its pattern ("unmatched" is for unknown ones) */
+        snprintf(r->endpoint, sizeof r->endpoint, "%s", http_route_path_pattern(url));
         http_reply_error(r, 405, "", allow, NULL, "%s is not allowed here; use %s", r->method,
                          allow);
         return 0;

@@ -54,6 +54,15 @@ static int path_matches(const char *pattern, const char *url, char *param, size_
     return !*p && !*u;
 }
 
+const char *http_route_path_pattern(const char *url) {
+    int n;
+    const http_route *t = serve_http_routes(&n);
+    char seg[256];
+    for (int i = 0; i < n; i++)
+        if (path_matches(t[i].pattern, url, seg, sizeof seg)) return t[i].pattern;
+    return NULL;
+}
+
 int http_route_find(const char *method, const char *url, const http_route **route, char *param,
                     size_t param_cap, char *allow, size_t allow_cap) {
     int n;

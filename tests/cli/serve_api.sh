@@ -213,11 +213,12 @@ call unmatched - 404 GET /v1/nothing "${AI[@]}"
 call unmatched - 404 GET /v1/models/ "${AI[@]}"
 call unmatched - 404 GET /static/../../etc/passwd
 call unmatched - 404 GET /static/report.js
-call unmatched - 405 PUT /v1/infer "${AI[@]}"
+call /v1/infer - 405 PUT /v1/infer "${AI[@]}"
 grep -qi '^Allow: POST' "$WORK/headers" || fail "405 without Allow: POST"
-call unmatched - 405 POST /v1/jobs/abc "${AT[@]}"
+call "/v1/jobs/{id}" - 405 POST /v1/jobs/abc "${AT[@]}"
 grep -qi '^Allow: GET, DELETE' "$WORK/headers" || fail "405 without Allow: GET, DELETE"
-call unmatched - 405 DELETE /healthz
+call /healthz - 405 DELETE /healthz
+call "/v1/jobs/{id}/resume" - 405 GET /v1/jobs/abc/resume "${AI[@]}"
 
 # ---- /metrics: exactly the requests above ------------------------------------
 call /metrics reader 200 GET /metrics "${AI[@]}"
