@@ -150,6 +150,9 @@ call /v1/models - 401 GET /v1/models
 grep -qi '^WWW-Authenticate: Bearer' "$WORK/headers" || fail "401 without WWW-Authenticate: Bearer"
 call /v1/models - 401 GET /v1/models -H "Authorization: Bearer $WRONG"
 call /v1/models - 401 GET /v1/models -H "Authorization: Basic $IK"
+# a proxy's Basic credentials do not hide X-API-Key; a wrong Bearer still decides
+call /v1/models reader 200 GET /v1/models -H "Authorization: Basic dXNlcjpwdw==" -H "X-API-Key: $IK"
+call /v1/models - 401 GET /v1/models -H "Authorization: Bearer $WRONG" -H "X-API-Key: $IK"
 call /v1/infer - 401 POST /v1/infer -H "X-API-Key: ${IK:0:32}" "${JSON[@]}" -d '{"model":"tiny","text":"a"}'
 call /v1/train reader 403 POST /v1/train "${AI[@]}" "${JSON[@]}" -d '{"config": "tiny"}'
 call "/v1/jobs/{id}" reader 403 DELETE "/v1/jobs/$JOB" "${AI[@]}"
