@@ -205,6 +205,49 @@ static void test_stop_with_slow_bodies(void **state) {
     close(kept);
 }
 
+/* The server's warnings, as the CLI would print them. */
+static char warnings[4096];
+static pthread_mutex_t warnings_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void collect_warning(const char *message, void *user) {
+    (void)user;
+    pthread_mutex_lock(&warnings_lock);
+    size_t used = strlen(warnings);
+    snprintf(warnings + used, sizeof warnings - used, "%s\n", message);
+    pthread_mutex_unlock(&warnings_lock);
+}
+
+/* Without plotly.js its 404 (no key needed) says nothing about the server's
+ * paths; the operator gets them once at start. */
+static void test_missing_plotly(void **state) {
+    (void)state;
+    const char *missing = "/nonexistent/moe-test-plotly/plotly.min.js";
+    char before[4096] = "";
+    if (getenv("MOE_PLOTLY_JS")) snprintf(before, sizeof before, "%s", getenv("MOE_PLOTLY_JS"));
+    setenv("MOE_PLOTLY_JS", missing, 1);
+    moe_serve_options o;
+    options(&o);
+    o.warn = collect_warning;
+    warnings[0] = '\0';
+    moe_server *s = NULL;
+    assert_int_equal(moe_serve_start(&s, &o), MOE_OK);
+    static char out[1 << 16];
+    assert_int_equal(
+        http_get(moe_serve_port(s), "GET /static/plotly.min.js HTTP/1.0\r\n\r\n", out, sizeof out),
+        404);
+    assert_non_null(strstr(out, "plotly.min.js is not installed on this server"));
+    assert_null(strstr(out, "nonexistent"));
+    assert_null(strstr(out, "MOE_PLOTLY_JS"));
+    moe_serve_stop(s);
+    if (before[0])
+        setenv("MOE_PLOTLY_JS", before, 1);
+    else
+        unsetenv("MOE_PLOTLY_JS");
+    pthread_mutex_lock(&warnings_lock);
+    assert_non_null(strstr(warnings, missing));
+    pthread_mutex_unlock(&warnings_lock);
+}
+
 static void test_bad_options(void **state) {
     (void)state;
     moe_serve_options o;
@@ -284,6 +327,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_start_answer_stop),
         cmocka_unit_test(test_stop_with_slow_bodies),
+        cmocka_unit_test(test_missing_plotly),
         cmocka_unit_test(test_bad_options),
         cmocka_unit_test(test_router),
     };

@@ -77,7 +77,7 @@ struct moe_server {
     atomic_int inflight;   /* requests between their first byte and their completion */
     unsigned char *plotly; /* plotly.min.js, or NULL when not found */
     size_t plotly_len;
-    char plotly_error[512];
+    char plotly_error[512]; /* why not, with the paths tried: for the operator only */
 };
 
 /* One HTTP request, from its headers to its completion (http_request.c). */

@@ -187,6 +187,9 @@ static moe_status open_parts(moe_server *s) {
         st = serve_jobs_open(&s->jobs, o->state_dir, o->data_dir, o->configs_dir, o->max_jobs,
                              s->registry);
     if (st == MOE_OK) st = http_assets_load(s);
+    if (st == MOE_OK && !s->plotly)
+        warn(s, "%s; /static/plotly.min.js answers 404 and the dashboard draws no charts",
+             s->plotly_error);
     if (st == MOE_OK) {
         /* the model count for /healthz; models are fixed once loaded */
         char *list = serve_models_list_json(s->models);
