@@ -323,6 +323,18 @@ static void test_router(void **state) {
     }
 }
 
+/* The hex digits of key hashes and %XX escapes. */
+static void test_hex_digit(void **state) {
+    (void)state;
+    const char *digits = "0123456789abcdef", *upper = "ABCDEF";
+    for (int i = 0; i < 16; i++) assert_int_equal(serve_hex_digit(digits[i]), i);
+    for (int i = 0; i < 6; i++) assert_int_equal(serve_hex_digit(upper[i]), 10 + i);
+    assert_int_equal(serve_hex_digit('g'), -1);
+    assert_int_equal(serve_hex_digit('G'), -1);
+    assert_int_equal(serve_hex_digit('%'), -1);
+    assert_int_equal(serve_hex_digit('\0'), -1);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_start_answer_stop),
@@ -330,6 +342,7 @@ int main(void) {
         cmocka_unit_test(test_missing_plotly),
         cmocka_unit_test(test_bad_options),
         cmocka_unit_test(test_router),
+        cmocka_unit_test(test_hex_digit),
     };
     return cmocka_run_group_tests(tests, scratch_setup, scratch_teardown);
 }

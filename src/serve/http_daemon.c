@@ -143,13 +143,6 @@ static moe_status make_dir(const char *path) {
     return moe_error(MOE_ERR_IO, "cannot create the state directory %s: %s", path, strerror(errno));
 }
 
-static int hex_value(char c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
 /* Decodes %XX in place like libmicrohttpd's own, except %00: a NUL would
  * cut the path short ("/v1/jobs/x%00/resume" would reach the router as
  * "/v1/jobs/x"), so it stays as the three characters and fails the name
@@ -158,7 +151,8 @@ static size_t unescape(void *cls, struct MHD_Connection *c, char *s) {
     (void)cls, (void)c;
     char *out = s;
     for (const char *in = s; *in;) {
-        int hi = in[0] == '%' ? hex_value(in[1]) : -1, lo = hi >= 0 ? hex_value(in[2]) : -1;
+        int hi = in[0] == '%' ? serve_hex_digit(in[1]) : -1,
+            lo = hi >= 0 ? serve_hex_digit(in[2]) : -1;
         if (lo >= 0 && (hi | lo)) {
             *out++ = (char)(hi << 4 | lo);
             in += 3;

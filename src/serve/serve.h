@@ -57,6 +57,9 @@ char *serve_error_json(const serve_error *e);
  * alphanumeric (so never "..", "/", or a hidden file). */
 int serve_name_valid(const char *name);
 
+/* The value of one hex digit (either case), or -1. */
+int serve_hex_digit(char c);
+
 /* ---- API keys (api_keys.c) ------------------------------------------- */
 
 enum { SERVE_SCOPE_INFER = 1, SERVE_SCOPE_TRAIN = 2 }; /* bit set; train implies infer */
