@@ -31,7 +31,8 @@ typedef struct http_route {
     const char *method;
     const char *pattern;
     http_auth auth;
-    int json_body; /* the request carries a JSON body (Content-Type checked, size limited) */
+    int json_body; /* 1: a JSON body (Content-Type checked, size limited); 0: none (a body
+                      announced is 413, nothing is kept) */
     enum MHD_Result (*handle)(moe_server *s, http_request *r); /* queues or suspends */
     const char *summary; /* one line for --list-routes and the docs test */
 } http_route;
