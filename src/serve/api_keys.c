@@ -40,18 +40,11 @@ static void to_hex(const unsigned char *b, size_t n, char *out) {
     out[2 * n] = '\0';
 }
 
-static int hex_digit(char c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
 /* 1 when text is exactly 2*n hex digits, decoded into out. */
 static int from_hex(const char *text, unsigned char *out, size_t n) {
     if (strlen(text) != 2 * n) return 0;
     for (size_t i = 0; i < n; i++) {
-        int hi = hex_digit(text[2 * i]), lo = hex_digit(text[2 * i + 1]);
+        int hi = serve_hex_digit(text[2 * i]), lo = serve_hex_digit(text[2 * i + 1]);
         if (hi < 0 || lo < 0) return 0;
         out[i] = (unsigned char)(hi << 4 | lo);
     }

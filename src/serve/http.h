@@ -31,7 +31,8 @@ typedef struct http_route {
     const char *method;
     const char *pattern;
     http_auth auth;
-    int json_body; /* the request carries a JSON body (Content-Type checked, size limited) */
+    int json_body; /* 1: a JSON body (Content-Type checked, size limited); 0: none (a body
+                      announced is 413, nothing is kept) */
     enum MHD_Result (*handle)(moe_server *s, http_request *r); /* queues or suspends */
     const char *summary; /* one line for --list-routes and the docs test */
 } http_route;
@@ -71,11 +72,13 @@ struct moe_server {
     int n_models;
     struct MHD_Daemon *daemon;
     int port;
-    atomic_int stopping;   /* shutdown began: /healthz says so, new requests get 503 */
+    atomic_int stopping;   /* shutdown began: /healthz says so, new requests get 503, and no
+                              handler touches jobs or models any more */
+    atomic_int handlers;   /* route handlers running now: jobs and models are closed at 0 */
     atomic_int inflight;   /* requests between their first byte and their completion */
     unsigned char *plotly; /* plotly.min.js, or NULL when not found */
     size_t plotly_len;
-    char plotly_error[512];
+    char plotly_error[512]; /* why not, with the paths tried: for the operator only */
 };
 
 /* One HTTP request, from its headers to its completion (http_request.c). */
@@ -103,8 +106,6 @@ struct http_request {
     serve_reply reply;
 };
 
-double http_now(void);
-
 /* Responses (http_respond.c). Each queues the answer on r's connection
  * with the security headers and records the status. */
 enum MHD_Result http_reply(http_request *r, int status, const char *content_type, char *body,
@@ -127,11 +128,18 @@ enum MHD_Result http_access(void *cls, struct MHD_Connection *c, const char *url
 void http_completed(void *cls, struct MHD_Connection *c, void **req_cls,
                     enum MHD_RequestTerminationCode toe);
 
+/* Whether the route still answers while the server stops (/healthz says
+ * "stopping", /metrics shows the drain); the others get 503. */
+int http_route_serves_while_stopping(const http_route *route);
+
 /* Finds the route of method and url: MHD_HTTP_OK with *route (and the {id}
  * in param), 404 (no such path, or an {id} that is not a valid name), or
  * 405 with the path's methods in allow ("GET, DELETE"). */
 int http_route_find(const char *method, const char *url, const http_route **route, char *param,
                     size_t param_cap, char *allow, size_t allow_cap);
+/* The pattern of the first route whose path has url's shape, whatever its
+ * method ("/v1/jobs/{id}" for "PUT /v1/jobs/x"), or NULL: a 405's label. */
+const char *http_route_path_pattern(const char *url);
 
 /* Route handlers that answer later: the request waits suspended until the
  * model worker calls http_async_done. */

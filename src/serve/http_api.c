@@ -16,42 +16,44 @@ static enum MHD_Result no_model(http_request *r, const char *name) {
                             "no model '%s' is served; GET /v1/models lists them", name);
 }
 
-HTTP_HANDLER(http_h_infer) {
-    serve_infer_request rq;
+/* POST /v1/infer and /v1/generate: parse, find the model, hand the request
+ * to its worker and wait suspended. A request submitted is the worker's to
+ * free; any other is freed here. */
+static enum MHD_Result model_request(moe_server *s, http_request *r, int generate) {
+    serve_infer_request in;
+    serve_generate_request gen;
     serve_error err = {0};
-    if (serve_parse_infer(body_of(r), r->body_len, &s->limits, &rq, &err) != MOE_OK) {
-        serve_infer_request_free(&rq);
-        return http_reply_serve_error(r, &err);
+    moe_status st = generate ? serve_parse_generate(body_of(r), r->body_len, &s->limits, &gen, &err)
+                             : serve_parse_infer(body_of(r), r->body_len, &s->limits, &in, &err);
+    const char *name = generate ? gen.model : in.model;
+    serve_model *m = st == MOE_OK ? serve_models_find(s->models, name) : NULL;
+    enum MHD_Result res;
+    int taken = 0;
+    if (st != MOE_OK) {
+        res = http_reply_serve_error(r, &err);
+    } else if (!m) {
+        res = no_model(r, name);
+    } else {
+        r->pending = 1;
+        st = generate ? serve_generate_submit(m, &gen, &r->reply, http_async_done, r, &err)
+                      : serve_infer_submit(m, &in, &r->reply, http_async_done, r, &err);
+        taken = st == MOE_OK;
+        res = http_async_wait(r, st, &err);
     }
-    serve_model *m = serve_models_find(s->models, rq.model);
-    if (!m) {
-        enum MHD_Result ok = no_model(r, rq.model);
-        serve_infer_request_free(&rq);
-        return ok;
-    }
-    r->pending = 1;
-    moe_status st = serve_infer_submit(m, &rq, &r->reply, http_async_done, r, &err);
-    if (st != MOE_OK) serve_infer_request_free(&rq);
-    return http_async_wait(r, st, &err);
+    if (taken) return res;
+    if (generate)
+        serve_generate_request_free(&gen);
+    else
+        serve_infer_request_free(&in);
+    return res;
+}
+
+HTTP_HANDLER(http_h_infer) {
+    return model_request(s, r, 0);
 }
 
 HTTP_HANDLER(http_h_generate) {
-    serve_generate_request rq;
-    serve_error err = {0};
-    if (serve_parse_generate(body_of(r), r->body_len, &s->limits, &rq, &err) != MOE_OK) {
-        serve_generate_request_free(&rq);
-        return http_reply_serve_error(r, &err);
-    }
-    serve_model *m = serve_models_find(s->models, rq.model);
-    if (!m) {
-        enum MHD_Result ok = no_model(r, rq.model);
-        serve_generate_request_free(&rq);
-        return ok;
-    }
-    r->pending = 1;
-    moe_status st = serve_generate_submit(m, &rq, &r->reply, http_async_done, r, &err);
-    if (st != MOE_OK) serve_generate_request_free(&rq);
-    return http_async_wait(r, st, &err);
+    return model_request(s, r, 1);
 }
 
 HTTP_HANDLER(http_h_models) {

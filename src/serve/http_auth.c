@@ -5,12 +5,13 @@
 
 #include <strings.h>
 
-/* The key a client presents, or NULL. */
+/* The key a client presents, or NULL. A Bearer token decides (a wrong one
+ * is not retried with X-API-Key); another scheme (a proxy's Basic) is not
+ * ours, so X-API-Key still counts. */
 static const char *presented_key(struct MHD_Connection *c) {
     const char *auth =
         MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
-    if (auth) {
-        if (strncasecmp(auth, "Bearer ", 7)) return NULL;
+    if (auth && !strncasecmp(auth, "Bearer ", 7)) {
         auth += 7;
         while (*auth == ' ') auth++;
         return *auth ? auth : NULL;

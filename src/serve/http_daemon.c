@@ -143,13 +143,6 @@ static moe_status make_dir(const char *path) {
     return moe_error(MOE_ERR_IO, "cannot create the state directory %s: %s", path, strerror(errno));
 }
 
-static int hex_value(char c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
 /* Decodes %XX in place like libmicrohttpd's own, except %00: a NUL would
  * cut the path short ("/v1/jobs/x%00/resume" would reach the router as
  * "/v1/jobs/x"), so it stays as the three characters and fails the name
@@ -158,7 +151,8 @@ static size_t unescape(void *cls, struct MHD_Connection *c, char *s) {
     (void)cls, (void)c;
     char *out = s;
     for (const char *in = s; *in;) {
-        int hi = in[0] == '%' ? hex_value(in[1]) : -1, lo = hi >= 0 ? hex_value(in[2]) : -1;
+        int hi = in[0] == '%' ? serve_hex_digit(in[1]) : -1,
+            lo = hi >= 0 ? serve_hex_digit(in[2]) : -1;
         if (lo >= 0 && (hi | lo)) {
             *out++ = (char)(hi << 4 | lo);
             in += 3;
@@ -187,6 +181,9 @@ static moe_status open_parts(moe_server *s) {
         st = serve_jobs_open(&s->jobs, o->state_dir, o->data_dir, o->configs_dir, o->max_jobs,
                              s->registry);
     if (st == MOE_OK) st = http_assets_load(s);
+    if (st == MOE_OK && !s->plotly)
+        warn(s, "%s; /static/plotly.min.js answers 404 and the dashboard draws no charts",
+             s->plotly_error);
     if (st == MOE_OK) {
         /* the model count for /healthz; models are fixed once loaded */
         char *list = serve_models_list_json(s->models);
@@ -198,9 +195,25 @@ static moe_status open_parts(moe_server *s) {
     return st;
 }
 
+static void sleep_ms(int ms) {
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* The order matters while the daemon may still call handlers: once
+ * stopping is set and the handlers that began before it are done, none
+ * touches jobs or models, so they can close. Jobs checkpoint and become
+ * interrupted; models answer what is queued, resuming every suspended
+ * connection (libmicrohttpd aborts if one is still suspended when it
+ * stops). The daemon goes next (its completion callbacks write the audit
+ * log and metrics), then what those need. */
 static void close_parts(moe_server *s) {
-    if (s->jobs) serve_jobs_close(s->jobs);
-    if (s->models) serve_models_close(s->models);
+    atomic_store(&s->stopping, 1);
+    while (atomic_load(&s->handlers) > 0) sleep_ms(1);
+    serve_jobs_close(s->jobs);
+    s->jobs = NULL;
+    serve_models_close(s->models);
+    s->models = NULL;
     if (s->daemon) MHD_stop_daemon(s->daemon);
     serve_audit_close(s->audit);
     serve_keys_free(s->keys);
@@ -262,30 +275,19 @@ int moe_serve_port(const moe_server *s) {
     return s ? s->port : 0;
 }
 
-static void sleep_ms(int ms) {
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
 void moe_serve_stop(moe_server *s) {
     if (!s) return;
     atomic_store(&s->stopping, 1);
     /* no new connections; those open get 503 and "Connection: close" */
     MHD_socket listener = MHD_quiesce_daemon(s->daemon);
     if (listener != MHD_INVALID_SOCKET) close(listener);
-    double deadline = http_now() + s->opt.drain_timeout_s;
-    while (atomic_load(&s->inflight) > 0 && http_now() < deadline) sleep_ms(20);
+    double deadline = serve_now() + s->opt.drain_timeout_s;
+    while (atomic_load(&s->inflight) > 0 && serve_now() < deadline) sleep_ms(20);
     if (atomic_load(&s->inflight) > 0)
         warn(s, "%d requests still in flight after %.0f s; stopping anyway",
              atomic_load(&s->inflight), s->opt.drain_timeout_s);
     char msg[400];
     if (serve_audit_take_error(s->audit, msg, sizeof msg)) warn(s, "%s", msg);
-    /* jobs checkpoint and become interrupted; models answer what is queued
-     * (resuming any suspended connection) before the daemon goes */
-    serve_jobs_close(s->jobs);
-    s->jobs = NULL;
-    serve_models_close(s->models);
-    s->models = NULL;
     close_parts(s);
 }
 

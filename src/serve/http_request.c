@@ -13,12 +13,6 @@
 #include <sys/socket.h>
 #include <time.h>
 
-double http_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static void remote_address(struct MHD_Connection *c, char *out, size_t cap) {
     snprintf(out, cap, "-");
     const union MHD_ConnectionInfo *info =
@@ -42,7 +36,7 @@ static http_request *request_new(moe_server *s, struct MHD_Connection *c, const 
     if (!r) return NULL;
     r->server = s;
     r->conn = c;
-    r->t0 = http_now();
+    r->t0 = serve_now();
     snprintf(r->method, sizeof r->method, "%s", method);
     snprintf(r->endpoint, sizeof r->endpoint, "unmatched");
     remote_address(c, r->remote, sizeof r->remote);
@@ -59,6 +53,16 @@ static int is_json(const char *content_type) {
     return n == 16 && !strncasecmp(content_type, "application/json", 16);
 }
 
+/* 1 when the headers announce a body: a Content-Length other than 0, or
+ * any Transfer-Encoding (chunked). */
+static int announces_body(struct MHD_Connection *c) {
+    if (MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING))
+        return 1;
+    const char *length =
+        MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    return length && length[strspn(length, "0")] != '\0';
+}
+
 /* Everything the headers decide, before the body: 1 to go on, 0 when an
  * answer is queued (or the connection should be dropped). */
 static int check_headers(moe_server *s, http_request *r, const char *url) {
@@ -67,6 +71,8 @@ static int check_headers(moe_server *s, http_request *r, const char *url) {
         http_route_find(r->method, url, &r->route, r->param, sizeof r->param, allow, sizeof allow);
     if (r->route) snprintf(r->endpoint, sizeof r->endpoint, "%s", r->route->pattern);
     if (found == 405) {
+        /* a known path: labelled with its pattern ("unmatched" is for unknown ones) */
+        snprintf(r->endpoint, sizeof r->endpoint, "%s", http_route_path_pattern(url));
         http_reply_error(r, 405, "", allow, NULL, "%s is not allowed here; use %s", r->method,
                          allow);
         return 0;
@@ -81,13 +87,19 @@ static int check_headers(moe_server *s, http_request *r, const char *url) {
                          r->method, url);
         return 0;
     }
-    /* while stopping, /healthz says so itself and /metrics still shows the drain */
-    if (atomic_load(&s->stopping) && r->route->handle != http_h_healthz &&
-        r->route->handle != http_h_metrics) {
+    if (atomic_load(&s->stopping) && !http_route_serves_while_stopping(r->route)) {
         http_reply_error(r, 503, "", NULL, NULL, "the server is shutting down; retry elsewhere");
         return 0;
     }
     if (!http_authorize(s, r)) return 0;
+    /* a route without a JSON body keeps none: refused before it is read,
+     * so anonymous clients cannot park --max-body on every connection */
+    if (!r->route->json_body && announces_body(r->conn)) {
+        http_reply_error(r, 413, "", NULL, NULL,
+                         "%s %s takes no body; send the request without one", r->method,
+                         r->route->pattern);
+        return 0;
+    }
     const char *length =
         MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
     if (length) {
@@ -110,12 +122,13 @@ static int check_headers(moe_server *s, http_request *r, const char *url) {
     return 1;
 }
 
-/* Keeps up to max_body_bytes; past that, drops what comes and remembers
- * (a body without Content-Length, chunked: libmicrohttpd 0.9 cannot queue
- * an answer before the body ends, so the 413 comes then, with nothing
- * more kept). */
+/* Keeps up to max_body_bytes (nothing for a route without a JSON body,
+ * whose announced body was refused already); past that, drops what comes
+ * and remembers (a body without Content-Length, chunked: libmicrohttpd 0.9
+ * cannot queue an answer before the body ends, so the 413 comes then, with
+ * nothing more kept). */
 static int take_body(http_request *r, const char *data, size_t n) {
-    size_t max = r->server->limits.max_body_bytes;
+    size_t max = r->route->json_body ? r->server->limits.max_body_bytes : 0;
     if (r->too_big || n > max - r->body_len) {
         r->too_big = 1;
         return 1;
@@ -133,6 +146,24 @@ static int take_body(http_request *r, const char *data, size_t n) {
     r->body_len += n;
     r->body[r->body_len] = '\0';
     return 1;
+}
+
+/* Runs r's handler. Headers that passed before the shutdown may bring
+ * their body after it began: then the handler does not run (jobs and
+ * models are being closed). The count lets moe_serve_stop wait for the
+ * handlers that saw the server running before it closes them; checking
+ * stopping after counting (both sequentially consistent) means either
+ * the handler sees stopping or moe_serve_stop sees the handler. */
+static enum MHD_Result run_handler(moe_server *s, http_request *r) {
+    atomic_fetch_add(&s->handlers, 1);
+    enum MHD_Result res;
+    if (atomic_load(&s->stopping) && !http_route_serves_while_stopping(r->route))
+        res = http_reply_error(r, 503, "", NULL, NULL,
+                               "the server is shutting down; retry elsewhere");
+    else
+        res = r->route->handle(s, r);
+    atomic_fetch_sub(&s->handlers, 1);
+    return res;
 }
 
 enum MHD_Result http_access(void *cls, struct MHD_Connection *c, const char *url,
@@ -160,7 +191,7 @@ enum MHD_Result http_access(void *cls, struct MHD_Connection *c, const char *url
         return http_reply_error(r, 413, "", NULL, NULL,
                                 "the body is larger than the limit, %zu bytes",
                                 s->limits.max_body_bytes);
-    return r->route->handle(s, r);
+    return run_handler(s, r);
 }
 
 void http_async_done(void *user) {
@@ -212,7 +243,7 @@ void http_completed(void *cls, struct MHD_Connection *c, void **req_cls,
     http_request *r = *req_cls;
     if (!r) return;
     *req_cls = NULL;
-    double seconds = http_now() - r->t0;
+    double seconds = serve_now() - r->t0;
     /* a request dropped before any answer (client gone, timeout) is logged
      * as 499, nginx's "client closed request" */
     int status = r->queued ? r->status : 499;

@@ -32,6 +32,10 @@ const http_route *serve_http_routes(int *n) {
     return routes;
 }
 
+int http_route_serves_while_stopping(const http_route *route) {
+    return route->handle == http_h_healthz || route->handle == http_h_metrics;
+}
+
 /* 1 when url has pattern's shape; the {id} segment goes to param. */
 static int path_matches(const char *pattern, const char *url, char *param, size_t param_cap) {
     const char *p = pattern, *u = url;
@@ -48,6 +52,15 @@ static int path_matches(const char *pattern, const char *url, char *param, size_
         p++, u++;
     }
     return !*p && !*u;
+}
+
+const char *http_route_path_pattern(const char *url) {
+    int n;
+    const http_route *t = serve_http_routes(&n);
+    char seg[256];
+    for (int i = 0; i < n; i++)
+        if (path_matches(t[i].pattern, url, seg, sizeof seg)) return t[i].pattern;
+    return NULL;
 }
 
 int http_route_find(const char *method, const char *url, const http_route **route, char *param,

@@ -400,6 +400,7 @@ static moe_status fill_job(serve_jobs *js, job *j, moe_run_config *cfg, const ch
 moe_status serve_jobs_start(serve_jobs *js, const char *body, size_t len, const char *key_id,
                             char **json, serve_error *err) {
     *json = NULL;
+    if (!js) return serve_fail(err, 503, "", "the server is shutting down; retry on its restart");
     char name[SERVE_NAME_MAX];
     moe_run_config *cfg = malloc(sizeof *cfg);
     job *j = job_new();
@@ -437,6 +438,7 @@ moe_status serve_jobs_resume(serve_jobs *js, const char *id, const char *key_id,
                              serve_error *err) {
     (void)key_id; /* the job keeps who started it; the audit log says who resumed it */
     *json = NULL;
+    if (!js) return serve_fail(err, 503, "", "the server is shutting down; retry on its restart");
     moe_status st = MOE_OK;
     pthread_mutex_lock(&js->mu);
     job *j = find(js, id);
@@ -486,6 +488,8 @@ moe_status serve_jobs_resume(serve_jobs *js, const char *id, const char *key_id,
 }
 
 moe_status serve_jobs_get(serve_jobs *js, const char *id, char **json, serve_error *err) {
+    *json = NULL;
+    if (!js) return serve_fail(err, 503, "", "the server is shutting down; retry on its restart");
     pthread_mutex_lock(&js->mu);
     job *j = find(js, id);
     *json = j ? render(js, j, 1) : NULL;
@@ -495,6 +499,8 @@ moe_status serve_jobs_get(serve_jobs *js, const char *id, char **json, serve_err
 }
 
 moe_status serve_jobs_list(serve_jobs *js, char **json) {
+    *json = NULL;
+    if (!js) return moe_error(MOE_ERR_INVALID, "jobs: the server is shutting down");
     cJSON *o = cJSON_CreateObject(), *a = cJSON_AddArrayToObject(o, "jobs");
     pthread_mutex_lock(&js->mu);
     for (int i = 0; a && i < js->n_jobs; i++)
@@ -507,6 +513,7 @@ moe_status serve_jobs_list(serve_jobs *js, char **json) {
 
 moe_status serve_jobs_cancel(serve_jobs *js, const char *id, char **json, serve_error *err) {
     *json = NULL;
+    if (!js) return serve_fail(err, 503, "", "the server is shutting down; retry on its restart");
     moe_status st = MOE_OK;
     pthread_mutex_lock(&js->mu);
     job *j = find(js, id);
@@ -526,6 +533,7 @@ moe_status serve_jobs_cancel(serve_jobs *js, const char *id, char **json, serve_
 }
 
 int serve_jobs_running(serve_jobs *js) {
+    if (!js) return 0;
     pthread_mutex_lock(&js->mu);
     int n = js->active;
     pthread_mutex_unlock(&js->mu);

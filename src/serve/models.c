@@ -149,7 +149,7 @@ moe_status serve_models_open(serve_models **out, const char *models_dir, const c
         serve_models_close(ms);
         return st;
     }
-    qsort(ms->m, (size_t)ms->n, sizeof *ms->m, by_name);
+    if (ms->n > 1) qsort(ms->m, (size_t)ms->n, sizeof *ms->m, by_name);
     for (int i = 0; i < ms->n; i++) {
         serve_model *sm = ms->m[i];
         sm->lim = *lim;

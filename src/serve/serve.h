@@ -59,6 +59,8 @@ int serve_name_valid(const char *name);
 
 /* Monotonic seconds (latencies, batching windows, persist intervals). */
 double serve_now(void);
+/* The value of one hex digit (either case), or -1. */
+int serve_hex_digit(char c);
 
 /* ---- API keys (api_keys.c) ------------------------------------------- */
 

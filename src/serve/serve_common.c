@@ -38,6 +38,13 @@ char *serve_error_json(const serve_error *e) {
     return s;
 }
 
+int serve_hex_digit(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
 int serve_name_valid(const char *name) {
     size_t n = name ? strlen(name) : 0;
     if (n == 0 || n >= SERVE_NAME_MAX) return 0;

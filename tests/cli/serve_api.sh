@@ -150,6 +150,9 @@ call /v1/models - 401 GET /v1/models
 grep -qi '^WWW-Authenticate: Bearer' "$WORK/headers" || fail "401 without WWW-Authenticate: Bearer"
 call /v1/models - 401 GET /v1/models -H "Authorization: Bearer $WRONG"
 call /v1/models - 401 GET /v1/models -H "Authorization: Basic $IK"
+# a proxy's Basic credentials do not hide X-API-Key; a wrong Bearer still decides
+call /v1/models reader 200 GET /v1/models -H "Authorization: Basic dXNlcjpwdw==" -H "X-API-Key: $IK"
+call /v1/models - 401 GET /v1/models -H "Authorization: Bearer $WRONG" -H "X-API-Key: $IK"
 call /v1/infer - 401 POST /v1/infer -H "X-API-Key: ${IK:0:32}" "${JSON[@]}" -d '{"model":"tiny","text":"a"}'
 call /v1/train reader 403 POST /v1/train "${AI[@]}" "${JSON[@]}" -d '{"config": "tiny"}'
 call "/v1/jobs/{id}" reader 403 DELETE "/v1/jobs/$JOB" "${AI[@]}"
@@ -180,6 +183,14 @@ head -c $((MAX_BODY + 1)) /dev/zero | tr '\0' ' ' >"$WORK/big.json"
 call /v1/infer reader 413 POST /v1/infer "${AI[@]}" "${JSON[@]}" --data-binary @"$WORK/big.json"
 call /v1/infer reader 413 POST /v1/infer "${AI[@]}" "${JSON[@]}" -H 'Transfer-Encoding: chunked' \
   --data-binary @"$WORK/big.json"
+# endpoints without a JSON body keep none: any body is refused before it is read
+call / - 413 GET / -H 'Content-Type: text/plain' -d 'x'
+expect_field "j['error']['message']" "GET / takes no body; send the request without one"
+call /healthz - 413 GET /healthz -H 'Transfer-Encoding: chunked' -d 'hello'
+call /static/dashboard.js - 413 GET /static/dashboard.js --data-binary @"$WORK/big.json"
+call /v1/jobs reader 413 GET /v1/jobs "${AI[@]}" "${JSON[@]}" -d '{}'
+call /v1/jobs - 401 GET /v1/jobs "${JSON[@]}" -d '{}' # the key first
+call /healthz - 200 GET /healthz -H 'Content-Length: 0'
 # a body just under the limit is read (and then rejected as JSON, not for its size)
 head -c $((MAX_BODY - 1)) /dev/zero | tr '\0' ' ' >"$WORK/fits.json"
 call /v1/infer reader 400 POST /v1/infer "${AI[@]}" "${JSON[@]}" --data-binary @"$WORK/fits.json"
@@ -205,11 +216,12 @@ call unmatched - 404 GET /v1/nothing "${AI[@]}"
 call unmatched - 404 GET /v1/models/ "${AI[@]}"
 call unmatched - 404 GET /static/../../etc/passwd
 call unmatched - 404 GET /static/report.js
-call unmatched - 405 PUT /v1/infer "${AI[@]}"
+call /v1/infer - 405 PUT /v1/infer "${AI[@]}"
 grep -qi '^Allow: POST' "$WORK/headers" || fail "405 without Allow: POST"
-call unmatched - 405 POST /v1/jobs/abc "${AT[@]}"
+call "/v1/jobs/{id}" - 405 POST /v1/jobs/abc "${AT[@]}"
 grep -qi '^Allow: GET, DELETE' "$WORK/headers" || fail "405 without Allow: GET, DELETE"
-call unmatched - 405 DELETE /healthz
+call /healthz - 405 DELETE /healthz
+call "/v1/jobs/{id}/resume" - 405 GET /v1/jobs/abc/resume "${AI[@]}"
 
 # ---- /metrics: exactly the requests above ------------------------------------
 call /metrics reader 200 GET /metrics "${AI[@]}"

@@ -346,7 +346,7 @@
   async function resumeJob(id) {
     clearErrors();
     const job = await attempt('Resuming ' + id,
-                              () => api('POST', '/v1/jobs/' + encodeURIComponent(id) + '/resume', {}));
+                              () => api('POST', '/v1/jobs/' + encodeURIComponent(id) + '/resume'));
     if (job) setStatus('Job ' + id + ' resumed (' + job.state + ').');
     await pollOnce();
     schedulePoll(); /* the poll loop stopped when every job had ended */
