@@ -5,21 +5,11 @@
  * steps. Usage: cnn_moe_step [batch (128)] [experts (3)] */
 #include "models/family.h"
 
+#include "bench_util.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
-static int cmp(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 int main(int argc, char **argv) {
     int B = argc > 1 ? atoi(argv[1]) : 128, E = argc > 2 ? atoi(argv[2]) : 3;
@@ -58,18 +48,18 @@ int main(int argc, char **argv) {
     for (int s = 0; s < WARM + RUNS; s++) {
         double ce, aux;
         moe_arena_reset(&a);
-        double t0 = now();
+        double t0 = bench_now();
         if (f->forward(m, &b, 1, &rng, &a, &ce, &aux) != MOE_OK) return 1;
-        double t1 = now();
+        double t1 = bench_now();
         if (f->backward(m, &a, 1.0f) != MOE_OK) return 1;
-        double t2 = now();
+        double t2 = bench_now();
         if (s >= WARM) {
             tf[s - WARM] = t1 - t0;
             tb[s - WARM] = t2 - t1;
         }
     }
-    qsort(tf, RUNS, sizeof *tf, cmp);
-    qsort(tb, RUNS, sizeof *tb, cmp);
+    bench_sort(tf, RUNS);
+    bench_sort(tb, RUNS);
     double fw = tf[RUNS / 2], bw = tb[RUNS / 2];
     printf("{\"name\": \"cnn_moe_step\", \"batch\": %d, \"experts\": %d, \"forward_ms\": %.2f, "
            "\"backward_ms\": %.2f, \"step_ms\": %.2f, \"gflops\": %.1f}\n",

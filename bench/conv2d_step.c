@@ -4,20 +4,10 @@
  * warm-ups. Usage: conv2d_step [N,C,H,W,OC,K,stride,pad,groups] */
 #include "ops/ops.h"
 
+#include "bench_util.h"
+
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
-static int cmp(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 static moe_real *uniform(long n) {
     moe_real *v = malloc((size_t)n * sizeof *v);
@@ -42,20 +32,20 @@ int main(int argc, char **argv) {
     if (!x || !w || !gy || !b || !y || !dx || !dw || !db || !sc) return 1;
     double tf[R], tb[R], tt[R];
     for (int r = -3; r < R; r++) {
-        double t0 = now();
+        double t0 = bench_now();
         conv2d_forward(y, sc, x, w, b, N, C, H, W, OC, K, K, s, p, g);
-        double t1 = now();
+        double t1 = bench_now();
         conv2d_backward(dx, dw, db, sc, gy, x, w, N, C, H, W, OC, K, K, s, p, g);
-        double t2 = now();
+        double t2 = bench_now();
         if (r >= 0) {
             tf[r] = t1 - t0;
             tb[r] = t2 - t1;
             tt[r] = t2 - t0;
         }
     }
-    qsort(tf, R, sizeof(double), cmp);
-    qsort(tb, R, sizeof(double), cmp);
-    qsort(tt, R, sizeof(double), cmp);
+    bench_sort(tf, R);
+    bench_sort(tb, R);
+    bench_sort(tt, R);
     printf("{\"impl\": \"libmoe\", \"shape\": \"%d,%d,%d,%d,%d,%d,%d,%d,%d\", \"fwd_ms\": %.3f, "
            "\"bwd_ms\": %.3f, \"step_ms\": %.3f, \"best_ms\": %.3f}\n",
            N, C, H, W, OC, K, s, p, g, tf[R / 2] * 1e3, tb[R / 2] * 1e3, tt[R / 2] * 1e3,

@@ -4,21 +4,11 @@
  * architecture, gated and ungated. Usage: deepmoe_step [B] [steps] */
 #include "models/family.h"
 
+#include "bench_util.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
-static int cmp(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 static int run(moe_deepmoe_arch arch, int gated, int B, int steps) {
     moe_model_config c;
@@ -45,15 +35,15 @@ static int run(moe_deepmoe_arch arch, int gated, int B, int steps) {
     double *t = malloc((size_t)steps * sizeof *t), ce, aux;
     for (int s = -2; s < steps; s++) {
         moe_arena_reset(&arena);
-        double t0 = now();
+        double t0 = bench_now();
         if (family_deepmoe.forward(m, &batch, 1, &r, &arena, &ce, &aux) != MOE_OK ||
             family_deepmoe.backward(m, &arena, 1.0f) != MOE_OK) {
             fprintf(stderr, "step: %s\n", moe_last_error());
             return 1;
         }
-        if (s >= 0) t[s] = now() - t0;
+        if (s >= 0) t[s] = bench_now() - t0;
     }
-    qsort(t, (size_t)steps, sizeof *t, cmp);
+    bench_sort(t, (size_t)steps);
     double gflop = family_deepmoe.train_flops(m, 1) * B / 1e9;
     printf("{\"name\": \"deepmoe_step\", \"arch\": \"%s\", \"gated\": %d, \"B\": %d, "
            "\"step_ms\": %.1f, \"train_gflop\": %.2f, \"gflops\": %.1f, \"arena_mb\": %.1f}\n",

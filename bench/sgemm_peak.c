@@ -1,14 +1,9 @@
 /* The practical CPU ceiling: OpenBLAS sgemm GFLOP/s at n x n x n (best of 5). */
+#include "bench_util.h"
+
 #include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
 
 int main(int argc, char **argv) {
     int n = argc > 1 ? atoi(argv[1]) : 1024;
@@ -22,9 +17,9 @@ int main(int argc, char **argv) {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1, a, n, b, n, 0, c, n);
     double best = 1e9;
     for (int r = 0; r < 5; r++) {
-        double t = now();
+        double t = bench_now();
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1, a, n, b, n, 0, c, n);
-        t = now() - t;
+        t = bench_now() - t;
         if (t < best) best = t;
     }
     printf("{\"name\": \"sgemm\", \"n\": %d, \"gflops\": %.1f}\n", n, 2.0 * n * n * n / best / 1e9);
