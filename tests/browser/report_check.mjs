@@ -7,9 +7,8 @@
 //
 // usage: node tests/browser/report_check.mjs REPORT.html SCREENSHOT.png
 // Exit status 0 when every check passes; otherwise 1, each failure printed.
-import { chromium } from 'playwright-core';
+import { launchChromium } from './chromium.mjs';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 
@@ -18,7 +17,6 @@ if (!reportPath || !screenshotPath) {
   console.error('usage: node report_check.mjs REPORT.html SCREENSHOT.png');
   process.exit(2);
 }
-const CHROMIUM = process.env.MOE_CHROMIUM || '/usr/bin/chromium';
 const failures = [];
 const check = (ok, what) => { if (!ok) failures.push(what); };
 
@@ -67,14 +65,8 @@ function expected(data) {
 
 const data = readData(reportPath);
 const want = expected(data);
-const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'moe-report-chromium-'));
-const context = await chromium.launchPersistentContext(userDataDir, {
-  executablePath: CHROMIUM,
-  headless: true,
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-         '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  viewport: { width: 1280, height: 900 },
-});
+const browser = await launchChromium('moe-report-chromium-');
+const context = browser.context;
 try {
   const page = context.pages()[0] || await context.newPage();
   const errors = [], requests = [];
@@ -189,8 +181,7 @@ try {
   console.log(`charts: ${seenIds.join(' ')}`);
   console.log(`screenshot: ${path.resolve(screenshotPath)}`);
 } finally {
-  await context.close();
-  fs.rmSync(userDataDir, { recursive: true, force: true });
+  await browser.close();
 }
 if (failures.length) {
   for (const f of failures) console.error(`FAIL: ${f}`);

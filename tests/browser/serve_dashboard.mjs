@@ -14,9 +14,8 @@
 //   for the job, default "train.steps=3000 train.log_every=10 train.eval_every=50
 //   train.sample_tokens=0"), DASH_TIMEOUT_S (whole run, default 150)
 // Exit status 0 when every check passes; otherwise 1, each failure printed.
-import { chromium } from 'playwright-core';
+import { launchChromium } from './chromium.mjs';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 
 const [baseUrl, apiKey, modelName, screenshotPath] = process.argv.slice(2);
@@ -24,7 +23,6 @@ if (!baseUrl || !apiKey || !modelName || !screenshotPath) {
   console.error('usage: node serve_dashboard.mjs URL API_KEY MODEL SCREENSHOT.png');
   process.exit(2);
 }
-const CHROMIUM = process.env.MOE_CHROMIUM || '/usr/bin/chromium';
 const JOB_SET = process.env.DASH_JOB_SET ||
   'train.steps=3000 train.log_every=10 train.eval_every=50 train.sample_tokens=0';
 const TIMEOUT_S = Number(process.env.DASH_TIMEOUT_S || 150);
@@ -42,14 +40,8 @@ const watchdog = setTimeout(() => {
   process.exit(1);
 }, TIMEOUT_S * 1000);
 
-const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'moe-dash-chromium-'));
-const context = await chromium.launchPersistentContext(userDataDir, {
-  executablePath: CHROMIUM,
-  headless: true,
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-         '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  viewport: { width: 1280, height: 900 },
-});
+const browser = await launchChromium('moe-dash-chromium-');
+const context = browser.context;
 
 // Errors the test provokes on purpose (an unknown preset) are allowed while
 // this is set; everything else is a failure.
@@ -433,8 +425,7 @@ try {
   } catch (e) {
     failures.push(`no screenshot: ${e.message.split('\n')[0]}`);
   }
-  await context.close();
-  fs.rmSync(userDataDir, { recursive: true, force: true });
+  await browser.close();
   clearTimeout(watchdog);
 }
 if (failures.length) {
