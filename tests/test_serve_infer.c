@@ -169,6 +169,16 @@ static serve_limits limits(void) {
     return l;
 }
 
+/* Waits for c's reply; returns it parsed, its status in *status. */
+static cJSON *call_answer(call *c, int *status) {
+    call_wait(c);
+    *status = c->reply.status;
+    cJSON *o = cJSON_Parse(c->reply.body);
+    assert_non_null(o);
+    call_free(c);
+    return o;
+}
+
 /* Parses body, submits it, waits; returns the reply parsed. */
 static cJSON *infer_now(serve_models *ms, const char *body, int *status) {
     serve_limits l = limits();
@@ -181,12 +191,7 @@ static cJSON *infer_now(serve_models *ms, const char *body, int *status) {
     call_init(&c);
     assert_int_equal(serve_infer_submit(m, &rq, &c.reply, on_done, &c, &e), MOE_OK);
     serve_infer_request_free(&rq);
-    call_wait(&c);
-    *status = c.reply.status;
-    cJSON *o = cJSON_Parse(c.reply.body);
-    assert_non_null(o);
-    call_free(&c);
-    return o;
+    return call_answer(&c, status);
 }
 
 static cJSON *generate_now(serve_models *ms, const char *body, int *status) {
@@ -200,12 +205,7 @@ static cJSON *generate_now(serve_models *ms, const char *body, int *status) {
         serve_generate_submit(serve_models_find(ms, rq.model), &rq, &c.reply, on_done, &c, &e),
         MOE_OK);
     serve_generate_request_free(&rq);
-    call_wait(&c);
-    *status = c.reply.status;
-    cJSON *o = cJSON_Parse(c.reply.body);
-    assert_non_null(o);
-    call_free(&c);
-    return o;
+    return call_answer(&c, status);
 }
 
 static serve_models *open_models(const serve_limits *l, int fallback, moe_registry *reg) {

@@ -22,12 +22,7 @@ mv "$WORK"/runs/spam-* "$WORK/models/spam"
 KEY=$(random_key)
 export MOE_API_KEYS="fam:infer:$KEY"
 serve_start --models "$WORK/models" --state-dir "$WORK/state"
-api() { # api PATH BODY: prints the status; the answer in $WORK/resp
-  curl -sS -o "$WORK/resp" -w '%{http_code}' -H "Authorization: Bearer $KEY" \
-    -H 'Content-Type: application/json' ${2:+--data "$2"} "$URL$1"
-}
-
-code=$(api /v1/models)
+code=$(api GET /v1/models)
 [ "$code" = 200 ] || fail "GET /v1/models: $code $(cat "$WORK/resp")"
 $PY - "$WORK/resp" <<'PY'
 import json, sys
@@ -72,7 +67,7 @@ assert acc >= 0.9, f"served iris accuracy {acc:.3f} < 0.9: is the normalisation 
 print(f"served iris accuracy {acc:.3f}")
 PY
 
-code=$(api /v1/infer '{"model": "spam", "text": ["Dear friend, claim your FREE prize now!!!", "Meeting moved to 3pm, see agenda attached."], "trace": true}')
+code=$(api POST /v1/infer '{"model": "spam", "text": ["Dear friend, claim your FREE prize now!!!", "Meeting moved to 3pm, see agenda attached."], "trace": true}')
 [ "$code" = 200 ] || fail "spam infer: $code $(cat "$WORK/resp")"
 $PY - "$WORK/resp" <<'PY'
 import json, sys
@@ -85,10 +80,10 @@ for o in r["outputs"]:
     assert toks[0]["text"] == "[CLS]", toks[0]
     assert all(len(t["layers"]) == 1 and len(t["layers"][0]["experts"]) == 2 for t in toks), toks[1]
 PY
-code=$(api /v1/generate '{"model": "spam", "prompt": "Hello"}')
+code=$(api POST /v1/generate '{"model": "spam", "prompt": "Hello"}')
 [ "$code" = 400 ] || fail "generate on a classifier: $code"
 grep -q '"field":"model"' "$WORK/resp" || fail "the 400 does not name model: $(cat "$WORK/resp")"
-code=$(api /v1/infer '{"model": "iris", "rows": [[1, 2, 3]]}')
+code=$(api POST /v1/infer '{"model": "iris", "rows": [[1, 2, 3]]}')
 [ "$code" = 400 ] || fail "a row of 3 numbers for iris: $code"
 
 serve_stop

@@ -16,13 +16,6 @@ start_server() {
     --max-jobs 1
 }
 
-# api METHOD PATH [BODY]: prints the HTTP status; the body lands in $WORK/resp
-api() {
-  local args=(-sS -o "$WORK/resp" -w '%{http_code}' -X "$1" -H "Authorization: Bearer $KEY")
-  [ $# -ge 3 ] && args+=(-H 'Content-Type: application/json' --data "$3")
-  curl "${args[@]}" "$URL$2"
-}
-
 job_field() { json_get "$WORK/resp" "$1"; }
 
 start_server

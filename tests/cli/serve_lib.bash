@@ -44,6 +44,14 @@ serve_stop() {
   [ "$rc" = 0 ] || fail "moe serve exited $rc after SIGTERM: $(tail -n 5 "$WORK/server.log")"
 }
 
+# api METHOD PATH [BODY]: one request with $KEY (a JSON body when given);
+# prints the HTTP status, the answer lands in $WORK/resp.
+api() {
+  local args=(-sS -o "$WORK/resp" -w '%{http_code}' -X "$1" -H "Authorization: Bearer $KEY")
+  [ $# -ge 3 ] && args+=(-H 'Content-Type: application/json' --data "$3")
+  curl "${args[@]}" "$URL$2"
+}
+
 # serve_kill: SIGKILL the server if it runs (the trap; simulated crashes).
 serve_kill() {
   if [ -n "$SERVE_PID" ]; then

@@ -20,11 +20,6 @@ start_server() {
   serve_start --model tiny="$model" --state-dir "$state" --data-dir . --configs-dir configs \
     --threads 2 --max-batch 64 --batch-window-ms 1500 --batch-window-always
 }
-api() { # api METHOD PATH [BODY]: prints the status; body in $WORK/resp
-  local args=(-sS -o "$WORK/resp" -w '%{http_code}' -X "$1" -H "Authorization: Bearer $KEY")
-  [ $# -ge 3 ] && args+=(-H 'Content-Type: application/json' --data "$3")
-  curl "${args[@]}" "$URL$2"
-}
 # wait_exit PID SECONDS: its exit status in $rc, or fail
 wait_exit() {
   for _ in $(seq $(($2 * 20))); do kill -0 "$1" 2>/dev/null || break; sleep 0.05; done
