@@ -1,0 +1,91 @@
+/* What every CUDA source shares: the context's fields, error checks that
+ * turn a CUDA or cuBLAS failure into a moe_status with a message, and
+ * loads/stores that read fp32 or bf16 as float (all arithmetic is fp32). */
+#ifndef MOE_CUDA_COMMON_CUH
+#define MOE_CUDA_COMMON_CUH
+
+#include "ops/cuda/cuda_ops.h"
+
+#include <cublasLt.h>
+#include <cublas_v2.h>
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+struct moe_cuda {
+    int device;
+    cudaStream_t stream;
+    cublasHandle_t blas;
+    cublasLtHandle_t lt;
+    void *workspace; /* cuBLAS workspace, workspace_bytes */
+    size_t workspace_bytes;
+    cudaDeviceProp prop;
+};
+
+/* A failed CUDA runtime call: a message naming what was called. */
+moe_status moe_cuda_fail(cudaError_t e, const char *what, const char *file, int line);
+moe_status moe_cublas_fail(cublasStatus_t s, const char *what, const char *file, int line);
+
+#define MOE_CUDA_TRY(call)                                                                         \
+    do {                                                                                           \
+        cudaError_t e_ = (call);                                                                   \
+        if (e_ != cudaSuccess) return moe_cuda_fail(e_, #call, __FILE__, __LINE__);                \
+    } while (0)
+#define MOE_CUBLAS_TRY(call)                                                                       \
+    do {                                                                                           \
+        cublasStatus_t s_ = (call);                                                                \
+        if (s_ != CUBLAS_STATUS_SUCCESS) return moe_cublas_fail(s_, #call, __FILE__, __LINE__);    \
+    } while (0)
+/* After every kernel launch: a bad configuration or an earlier fault. */
+#define MOE_CUDA_LAUNCHED(kernel_name)                                                             \
+    do {                                                                                           \
+        cudaError_t e_ = cudaGetLastError();                                                       \
+        if (e_ != cudaSuccess) return moe_cuda_fail(e_, kernel_name, __FILE__, __LINE__);          \
+    } while (0)
+
+/* Launcher argument checks: the message names the launcher and the value. */
+#define MOE_CUDA_REQUIRE(cond, fn)                                                                 \
+    do {                                                                                           \
+        if (!(cond)) return moe_error(MOE_ERR_INVALID, "%s: requires %s", fn, #cond);            \
+    } while (0)
+
+/* Element access in the activation type. */
+template <typename T> __device__ __forceinline__ float ld(const T *p, long i);
+template <> __device__ __forceinline__ float ld<float>(const float *p, long i) { return p[i]; }
+template <> __device__ __forceinline__ float ld<__nv_bfloat16>(const __nv_bfloat16 *p, long i) {
+    return __bfloat162float(p[i]);
+}
+template <typename T> __device__ __forceinline__ void st(T *p, long i, float v);
+template <> __device__ __forceinline__ void st<float>(float *p, long i, float v) { p[i] = v; }
+template <> __device__ __forceinline__ void st<__nv_bfloat16>(__nv_bfloat16 *p, long i, float v) {
+    p[i] = __float2bfloat16_rn(v);
+}
+
+/* Calls body.template operator()<T>() with T = float or __nv_bfloat16 for dt:
+ * one launcher serves both types without a switch in every file. */
+#define MOE_DISPATCH_DT(dt, T, ...)                                                                \
+    do {                                                                                           \
+        if ((dt) == MOE_DT_F32) {                                                                  \
+            typedef float T;                                                                       \
+            __VA_ARGS__                                                                            \
+        } else {                                                                                   \
+            typedef __nv_bfloat16 T;                                                               \
+            __VA_ARGS__                                                                            \
+        }                                                                                          \
+    } while (0)
+
+/* Blocks needed to cover n items with threads per block. */
+static inline unsigned moe_cuda_blocks(long n, int threads) {
+    return (unsigned)((n + threads - 1) / threads);
+}
+
+/* Warp-wide sum and max (all 32 lanes active). */
+__device__ __forceinline__ float warp_sum(float v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+__device__ __forceinline__ float warp_max(float v) {
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+#endif
