@@ -4,7 +4,7 @@ BUILD ?= build
 JOBS ?= $(shell nproc)
 CONFIG ?= configs/bible-moe.json
 MOE := $(BUILD)/moe
-SRC_FILES = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
+SRC_FILES = $(shell git ls-files '*.c' '*.h' '*.cu' '*.cuh' 2>/dev/null)
 
 .PHONY: all deps deps-test build run test test-sanitize bench format lint install clean
 

@@ -45,7 +45,7 @@ static inline void cuda_test_seed(moe_rng *rng) {
 #define CUDA_OK(call)                                                                              \
     do {                                                                                           \
         moe_status st_ = (call);                                                                   \
-        if (st_ != MOE_OK) fail_msg("%s: %s", #call, moe_last_error());                          \
+        if (st_ != MOE_OK) fail_msg("%s: %s", #call, moe_last_error());                            \
     } while (0)
 
 /* A device copy of host floats [n] stored as dt (bf16 rounds). */

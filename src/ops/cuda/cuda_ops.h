@@ -91,8 +91,8 @@ moe_status moe_cuda_matmul_backward(moe_cuda *ctx, moe_dtype dt, void *dinp, flo
 moe_status moe_cuda_embedding_forward(moe_cuda *ctx, moe_dtype dt, void *out, const int32_t *ids,
                                       const void *table, int N, int C);
 /* dtable [V,C] (fp32) += dout rows. */
-moe_status moe_cuda_embedding_backward(moe_cuda *ctx, moe_dtype dt, float *dtable,
-                                       const void *dout, const int32_t *ids, int N, int C);
+moe_status moe_cuda_embedding_backward(moe_cuda *ctx, moe_dtype dt, float *dtable, const void *dout,
+                                       const int32_t *ids, int N, int C);
 
 /* LayerNorm over C: weight, bias [C] fp32 (bias may be NULL); mean, rstd [N]
  * saved (fp32). */
@@ -105,8 +105,7 @@ moe_status moe_cuda_layernorm_backward(moe_cuda *ctx, moe_dtype dt, void *dinp, 
                                        const float *weight, const float *mean, const float *rstd,
                                        int N, int C);
 moe_status moe_cuda_rmsnorm_forward(moe_cuda *ctx, moe_dtype dt, void *out, float *rstd,
-                                    const void *inp, const float *weight, int N, int C,
-                                    float eps);
+                                    const void *inp, const float *weight, int N, int C, float eps);
 moe_status moe_cuda_rmsnorm_backward(moe_cuda *ctx, moe_dtype dt, void *dinp, float *dweight,
                                      const void *dout, const void *inp, const float *weight,
                                      const float *rstd, int N, int C);
@@ -134,9 +133,8 @@ moe_status moe_cuda_residual_backward(moe_cuda *ctx, moe_dtype dt, void *da, voi
  * with token stride row_stride, position pos0 + t; out may alias inp). */
 moe_status moe_cuda_rope_forward(moe_cuda *ctx, moe_dtype dt, void *out, const void *inp, int B,
                                  int T, int H, int hd, int row_stride, int pos0, float theta);
-moe_status moe_cuda_rope_backward(moe_cuda *ctx, moe_dtype dt, void *dinp, const void *dout,
-                                  int B, int T, int H, int hd, int row_stride, int pos0,
-                                  float theta);
+moe_status moe_cuda_rope_backward(moe_cuda *ctx, moe_dtype dt, void *dinp, const void *dout, int B,
+                                  int T, int H, int hd, int row_stride, int pos0, float theta);
 
 /* Softmax cross-entropy, fused forward and backward, hard labels.
  * logits [N,V] (dt); targets [N] (host semantics as crossentropy_forward:
@@ -180,8 +178,8 @@ moe_status moe_cuda_adamw_step(moe_cuda *ctx, float *param, const float *grad, f
  * kv_stride; out [B,T,H*hd]. hd <= 128 and a multiple of 8. */
 moe_status moe_cuda_attention_forward(moe_cuda *ctx, moe_dtype dt, void *out, float *lse,
                                       const void *q, const void *k, const void *v,
-                                      const uint8_t *pad_mask, int B, int T, int H, int KVH,
-                                      int hd, int q_stride, int kv_stride, int causal);
+                                      const uint8_t *pad_mask, int B, int T, int H, int KVH, int hd,
+                                      int q_stride, int kv_stride, int causal);
 /* dq, dk, dv written with the strides of q, k, v. scratch:
  * moe_cuda_attention_scratch(...) bytes. */
 size_t moe_cuda_attention_scratch(int B, int T, int H, int KVH, int hd);
@@ -215,20 +213,19 @@ moe_status moe_cuda_router_forward(moe_cuda *ctx, float *scores, float *lse, int
  * of the per-expert score sums dP [E] (d loss / d prob_sum[e], or NULL) and
  * of z_sum (dz: d loss / d z_sum, a device scalar, or NULL). The caller then
  * divides by the temperature. */
-moe_status moe_cuda_router_backward(moe_cuda *ctx, float *dlogits, const float *dw,
-                                    const float *dP, const float *dz, const float *scores,
-                                    const float *lse, const int32_t *chosen, const float *weights,
-                                    int T, int E, int k, int topk_before_softmax, int renormalize);
+moe_status moe_cuda_router_backward(moe_cuda *ctx, float *dlogits, const float *dw, const float *dP,
+                                    const float *dz, const float *scores, const float *lse,
+                                    const int32_t *chosen, const float *weights, int T, int E,
+                                    int k, int topk_before_softmax, int renormalize);
 
 /* Switch and z auxiliary losses from routed/prob_sum/z_sum, on the device:
  * aux[0] = switch loss (E * sum_e f_e P_e, f_e = routed_e / (T*k) or / T),
  * aux[1] = z loss (z_sum / T), aux[2] = switch_coef aux[0] + z_coef aux[1].
  * dP [E] = daux * switch_coef * E * f_e / T (d aux[2] / d prob_sum), and
  * dz (one fp32) = daux * z_coef / T, for router_backward. daux on the host. */
-moe_status moe_cuda_aux_loss(moe_cuda *ctx, float *aux, float *dP, float *dz,
-                             const int32_t *routed, const float *prob_sum, const float *z_sum,
-                             int T, int E, int k, int switch_divide_by_k, float switch_coef,
-                             float z_coef, float daux);
+moe_status moe_cuda_aux_loss(moe_cuda *ctx, float *aux, float *dP, float *dz, const int32_t *routed,
+                             const float *prob_sum, const float *z_sum, int T, int E, int k,
+                             int switch_divide_by_k, float switch_coef, float z_coef, float daux);
 
 /* Capacity and permutation, deterministic (pairs in token order, as
  * capacity.c): pair p = t*k + j goes to expert chosen[p]; it is kept when
@@ -276,8 +273,7 @@ moe_status moe_cuda_grouped_backward_input(moe_cuda *ctx, moe_dtype dt, void *di
                                            const int32_t *offsets, int E, int R_max, int K, int N);
 moe_status moe_cuda_grouped_backward_weight(moe_cuda *ctx, moe_dtype dt, float *dweight,
                                             const void *dout, const void *inp,
-                                            const int32_t *offsets, int E, int R_max, int K,
-                                            int N);
+                                            const int32_t *offsets, int E, int R_max, int K, int N);
 
 #ifdef __cplusplus
 }

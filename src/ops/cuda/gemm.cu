@@ -49,12 +49,13 @@ template <typename T> __global__ void bias_grad_kernel(float *dbias, const T *do
 
 moe_status moe_cuda_matmul_forward(moe_cuda *ctx, moe_dtype dt, void *out, const void *inp,
                                    const void *weight, const float *bias, int N, int C, int OC) {
-    moe_status st = moe_cuda_gemm(ctx, 0, 1, N, OC, C, 1.0f, inp, C, weight, C, dt, 0.0f, out, dt,
-                                  OC);
+    moe_status st =
+        moe_cuda_gemm(ctx, 0, 1, N, OC, C, 1.0f, inp, C, weight, C, dt, 0.0f, out, dt, OC);
     if (st != MOE_OK || !bias || N == 0) return st;
     unsigned blocks = moe_cuda_blocks((long)N * OC, 256);
     if (blocks > 65535u * 8) blocks = 65535u * 8;
-    MOE_DISPATCH_DT(dt, T, bias_add_kernel<T><<<blocks, 256, 0, ctx->stream>>>((T *)out, bias, N, OC););
+    MOE_DISPATCH_DT(dt, T,
+                    bias_add_kernel<T><<<blocks, 256, 0, ctx->stream>>>((T *)out, bias, N, OC););
     MOE_CUDA_LAUNCHED("bias_add_kernel");
     return MOE_OK;
 }
