@@ -3,6 +3,7 @@
 #define MOE_MOE_H
 
 #include "moe/core.h"
+#include "moe/device.h"
 #include "moe/tensor.h"
 #include "moe/layer.h"
 #include "moe/config.h"

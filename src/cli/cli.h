@@ -24,6 +24,7 @@ int cmd_search(int argc, char **argv);
 int cmd_bootstrap(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_key(int argc, char **argv);
+int cmd_devices(int argc, char **argv);
 
 /* Prints "moe <cmd>: <what failed>: <moe_last_error()>" and returns 1. */
 int cli_fail(const char *cmd, const char *what, moe_status st);

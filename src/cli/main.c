@@ -19,7 +19,8 @@ static void usage(FILE *fp) {
                 "  search     train a grid of configs and rank them by a validation metric\n"
                 "  bootstrap  95%% intervals of a classifier's test metrics by resampling\n"
                 "  serve      an authenticated HTTP API for inference and training jobs\n"
-                "  key        a new API key for serve: 'moe key new --id ID --scope infer'\n\n"
+                "  key        a new API key for serve: 'moe key new --id ID --scope infer'\n"
+                "  devices    the CPU and the GPUs this build can use (JSON)\n\n"
                 "'moe <command> --help' describes each one.\n");
 }
 
@@ -49,6 +50,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "bootstrap")) return cmd_bootstrap(argc - 1, argv + 1);
     if (!strcmp(cmd, "serve")) return cmd_serve(argc - 1, argv + 1);
     if (!strcmp(cmd, "key")) return cmd_key(argc - 1, argv + 1);
+    if (!strcmp(cmd, "devices")) return cmd_devices(argc - 1, argv + 1);
     fprintf(stderr, "moe: unknown command '%s'\n\n", cmd);
     usage(stderr);
     return 2;

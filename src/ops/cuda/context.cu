@@ -88,10 +88,27 @@ moe_status moe_cuda_create(moe_cuda **out, int device) {
     return MOE_OK;
 }
 
-void moe_cuda_describe(const moe_cuda *ctx, char *buf, size_t n) {
-    const cudaDeviceProp *p = &ctx->prop;
+static void describe(const cudaDeviceProp *p, char *buf, size_t n) {
     snprintf(buf, n, "%s, sm_%d%d, %d SMs, %.1f GiB", p->name, p->major, p->minor,
              p->multiProcessorCount, (double)p->totalGlobalMem / (1u << 30));
+}
+
+void moe_cuda_describe(const moe_cuda *ctx, char *buf, size_t n) {
+    describe(&ctx->prop, buf, n);
+}
+
+moe_status moe_cuda_device_describe(int device, char *buf, size_t n) {
+    cudaDeviceProp prop;
+    MOE_CUDA_TRY(cudaGetDeviceProperties(&prop, device));
+    describe(&prop, buf, n);
+    return MOE_OK;
+}
+
+const char *moe_cuda_runtime_string(void) {
+    static char version[16];
+    int v = CUDART_VERSION; /* the runtime linked in, as compiled */
+    snprintf(version, sizeof version, "%d.%d", v / 1000, (v % 1000) / 10);
+    return version;
 }
 
 void *moe_cuda_stream(moe_cuda *ctx) {

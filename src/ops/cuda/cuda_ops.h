@@ -41,9 +41,14 @@ typedef struct moe_cuda moe_cuda;
 /* Number of usable devices; 0 (and a message in why [n], when not NULL) when
  * there is no driver or no GPU. Never fails. */
 int moe_cuda_device_count(char *why, size_t n);
+/* "NVIDIA H100 80GB HBM3, sm_90, 132 SMs, 79.1 GiB" for device i, without a
+ * context. */
+moe_status moe_cuda_device_describe(int device, char *buf, size_t n);
+/* The CUDA runtime's version, "13.0". */
+const char *moe_cuda_runtime_string(void);
 moe_status moe_cuda_create(moe_cuda **out, int device);
 void moe_cuda_destroy(moe_cuda *ctx);
-/* "NVIDIA H100 80GB HBM3, sm_90, 132 SMs, 79.1 GiB" into buf [n]. */
+/* The context's device, described as moe_cuda_device_describe does. */
 void moe_cuda_describe(const moe_cuda *ctx, char *buf, size_t n);
 /* The stream every launcher uses, as a void * (a cudaStream_t). */
 void *moe_cuda_stream(moe_cuda *ctx);
