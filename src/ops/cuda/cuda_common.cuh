@@ -45,17 +45,21 @@ moe_status moe_cublas_fail(cublasStatus_t s, const char *what, const char *file,
 /* Launcher argument checks: the message names the launcher and the value. */
 #define MOE_CUDA_REQUIRE(cond, fn)                                                                 \
     do {                                                                                           \
-        if (!(cond)) return moe_error(MOE_ERR_INVALID, "%s: requires %s", fn, #cond);            \
+        if (!(cond)) return moe_error(MOE_ERR_INVALID, "%s: requires %s", fn, #cond);              \
     } while (0)
 
 /* Element access in the activation type. */
 template <typename T> __device__ __forceinline__ float ld(const T *p, long i);
-template <> __device__ __forceinline__ float ld<float>(const float *p, long i) { return p[i]; }
+template <> __device__ __forceinline__ float ld<float>(const float *p, long i) {
+    return p[i];
+}
 template <> __device__ __forceinline__ float ld<__nv_bfloat16>(const __nv_bfloat16 *p, long i) {
     return __bfloat162float(p[i]);
 }
 template <typename T> __device__ __forceinline__ void st(T *p, long i, float v);
-template <> __device__ __forceinline__ void st<float>(float *p, long i, float v) { p[i] = v; }
+template <> __device__ __forceinline__ void st<float>(float *p, long i, float v) {
+    p[i] = v;
+}
 template <> __device__ __forceinline__ void st<__nv_bfloat16>(__nv_bfloat16 *p, long i, float v) {
     p[i] = __float2bfloat16_rn(v);
 }
@@ -86,6 +90,41 @@ __device__ __forceinline__ float warp_sum(float v) {
 __device__ __forceinline__ float warp_max(float v) {
     for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
     return v;
+}
+
+/* Block-wide sum and max of a 1-D block (blockDim.x a multiple of 32, at
+ * most 1024). Every thread of the block must call them (they contain
+ * __syncthreads) and every thread gets the result; sh is __shared__ scratch of
+ * 32 elements, reusable by the next call. The order of the additions is fixed
+ * by the block size, so results are deterministic. */
+__device__ __forceinline__ float block_sum(float v, float *sh) {
+    v = warp_sum(v);
+    __syncthreads(); /* sh may still be read by the previous call */
+    if ((threadIdx.x & 31) == 0) sh[threadIdx.x >> 5] = v;
+    __syncthreads();
+    v = (int)(threadIdx.x & 31) < (int)(blockDim.x >> 5) ? sh[threadIdx.x & 31] : 0.0f;
+    return warp_sum(v);
+}
+__device__ __forceinline__ float block_max(float v, float *sh) {
+    v = warp_max(v);
+    __syncthreads();
+    if ((threadIdx.x & 31) == 0) sh[threadIdx.x >> 5] = v;
+    __syncthreads();
+    v = (int)(threadIdx.x & 31) < (int)(blockDim.x >> 5) ? sh[threadIdx.x & 31] : -INFINITY;
+    return warp_max(v);
+}
+/* The same sum in double, for long reductions (losses, sums of squares). */
+__device__ __forceinline__ double warp_sum_d(double v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+__device__ __forceinline__ double block_sum_d(double v, double *sh) {
+    v = warp_sum_d(v);
+    __syncthreads();
+    if ((threadIdx.x & 31) == 0) sh[threadIdx.x >> 5] = v;
+    __syncthreads();
+    v = (int)(threadIdx.x & 31) < (int)(blockDim.x >> 5) ? sh[threadIdx.x & 31] : 0.0;
+    return warp_sum_d(v);
 }
 
 #endif
