@@ -45,21 +45,17 @@ moe_status moe_cublas_fail(cublasStatus_t s, const char *what, const char *file,
 /* Launcher argument checks: the message names the launcher and the value. */
 #define MOE_CUDA_REQUIRE(cond, fn)                                                                 \
     do {                                                                                           \
-        if (!(cond)) return moe_error(MOE_ERR_INVALID, "%s: requires %s", fn, #cond);              \
+        if (!(cond)) return moe_error(MOE_ERR_INVALID, "%s: requires %s", fn, #cond);            \
     } while (0)
 
 /* Element access in the activation type. */
 template <typename T> __device__ __forceinline__ float ld(const T *p, long i);
-template <> __device__ __forceinline__ float ld<float>(const float *p, long i) {
-    return p[i];
-}
+template <> __device__ __forceinline__ float ld<float>(const float *p, long i) { return p[i]; }
 template <> __device__ __forceinline__ float ld<__nv_bfloat16>(const __nv_bfloat16 *p, long i) {
     return __bfloat162float(p[i]);
 }
 template <typename T> __device__ __forceinline__ void st(T *p, long i, float v);
-template <> __device__ __forceinline__ void st<float>(float *p, long i, float v) {
-    p[i] = v;
-}
+template <> __device__ __forceinline__ void st<float>(float *p, long i, float v) { p[i] = v; }
 template <> __device__ __forceinline__ void st<__nv_bfloat16>(__nv_bfloat16 *p, long i, float v) {
     p[i] = __float2bfloat16_rn(v);
 }
