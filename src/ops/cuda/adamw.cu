@@ -43,9 +43,13 @@ moe_status moe_cuda_sumsq(moe_cuda *ctx, float *out, const float *g, long n) {
         (n + (long)SUMSQ_THREADS * SUMSQ_PER_THREAD - 1) / ((long)SUMSQ_THREADS * SUMSQ_PER_THREAD);
     int P = want < 1 ? 1 : want > SUMSQ_MAX_BLOCKS ? SUMSQ_MAX_BLOCKS : (int)want;
     double *part = NULL;
-    MOE_CUDA_TRY(cudaMallocAsync((void **)&part, (size_t)P * sizeof(double), ctx->stream));
+    cudaError_t e = cudaMallocAsync((void **)&part, (size_t)P * sizeof(double), ctx->stream);
+    if (e != cudaSuccess) {
+        cudaGetLastError(); /* not sticky: clear it for the next launch check */
+        return moe_cuda_fail(e, "cudaMallocAsync (sumsq partials)", __FILE__, __LINE__);
+    }
     sumsq_partial_kernel<<<P, SUMSQ_THREADS, 0, ctx->stream>>>(part, g, n);
-    cudaError_t e = cudaGetLastError();
+    e = cudaGetLastError();
     if (e == cudaSuccess) {
         sumsq_finish_kernel<<<1, SUMSQ_THREADS, 0, ctx->stream>>>(out, part, P);
         e = cudaGetLastError();

@@ -90,12 +90,12 @@ __global__ void norm_param_partial_kernel(float *part, const T *dout, const T *i
                                           int rows_per_strip, int has_bias) {
     __shared__ float sw[8][33], sb[8][33];
     int col = blockIdx.x * 32 + threadIdx.x;
-    int r0 = blockIdx.y * rows_per_strip;
-    int r1 = min(N, r0 + rows_per_strip);
+    long r0 = (long)blockIdx.y * rows_per_strip;
+    long r1 = min((long)N, r0 + rows_per_strip);
     float dw = 0, db = 0;
     if (col < C)
-        for (int r = r0 + threadIdx.y; r < r1; r += 8) {
-            long i = (long)r * C + col;
+        for (long r = r0 + threadIdx.y; r < r1; r += 8) {
+            long i = r * C + col;
             float g = ld(dout, i);
             float m = mean ? mean[r] : 0.0f;
             dw += g * (ld(inp, i) - m) * rstd[r];
@@ -154,13 +154,17 @@ static moe_status norm_param_grads(moe_cuda *ctx, moe_dtype dt, float *dweight, 
     int rows_per_strip = (int)(((long)N + S - 1) / S);
     float *part = NULL;
     size_t bytes = (size_t)(dbias ? 2 : 1) * S * C * sizeof(float);
-    MOE_CUDA_TRY(cudaMallocAsync((void **)&part, bytes, ctx->stream));
+    cudaError_t e = cudaMallocAsync((void **)&part, bytes, ctx->stream);
+    if (e != cudaSuccess) {
+        cudaGetLastError(); /* not sticky: clear it for the next launch check */
+        return moe_cuda_fail(e, "cudaMallocAsync (norm parameter gradients)", __FILE__, __LINE__);
+    }
     dim3 threads(32, 8), grid(moe_cuda_blocks(C, 32), (unsigned)S);
     MOE_DISPATCH_DT(dt, T,
                     norm_param_partial_kernel<T><<<grid, threads, 0, ctx->stream>>>(
                         part, (const T *)dout, (const T *)inp, mean, rstd, N, C, rows_per_strip,
                         dbias != NULL););
-    cudaError_t e = cudaGetLastError();
+    e = cudaGetLastError();
     if (e == cudaSuccess) {
         norm_param_finish_kernel<<<moe_cuda_blocks(C, 256), 256, 0, ctx->stream>>>(dweight, dbias,
                                                                                    part, S, C);
