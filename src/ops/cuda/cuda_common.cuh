@@ -92,4 +92,39 @@ __device__ __forceinline__ float warp_max(float v) {
     return v;
 }
 
+/* Block-wide sum and max of a 1-D block (blockDim.x a multiple of 32, at
+ * most 1024). Every thread of the block must call them (they contain
+ * __syncthreads) and every thread gets the result; sh is __shared__ scratch of
+ * 32 elements, reusable by the next call. The order of the additions is fixed
+ * by the block size, so results are deterministic. */
+__device__ __forceinline__ float block_sum(float v, float *sh) {
+    v = warp_sum(v);
+    __syncthreads(); /* sh may still be read by the previous call */
+    if ((threadIdx.x & 31) == 0) sh[threadIdx.x >> 5] = v;
+    __syncthreads();
+    v = (int)(threadIdx.x & 31) < (int)(blockDim.x >> 5) ? sh[threadIdx.x & 31] : 0.0f;
+    return warp_sum(v);
+}
+__device__ __forceinline__ float block_max(float v, float *sh) {
+    v = warp_max(v);
+    __syncthreads();
+    if ((threadIdx.x & 31) == 0) sh[threadIdx.x >> 5] = v;
+    __syncthreads();
+    v = (int)(threadIdx.x & 31) < (int)(blockDim.x >> 5) ? sh[threadIdx.x & 31] : -INFINITY;
+    return warp_max(v);
+}
+/* The same sum in double, for long reductions (losses, sums of squares). */
+__device__ __forceinline__ double warp_sum_d(double v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+__device__ __forceinline__ double block_sum_d(double v, double *sh) {
+    v = warp_sum_d(v);
+    __syncthreads();
+    if ((threadIdx.x & 31) == 0) sh[threadIdx.x >> 5] = v;
+    __syncthreads();
+    v = (int)(threadIdx.x & 31) < (int)(blockDim.x >> 5) ? sh[threadIdx.x & 31] : 0.0;
+    return warp_sum_d(v);
+}
+
 #endif

@@ -158,10 +158,13 @@ moe_status moe_cuda_crossentropy(moe_cuda *ctx, moe_dtype dt, float *loss, int *
 /* Sum of squares of g [n] (fp32) into *out (one fp32 on the device,
  * overwritten). For clipping without a host round trip. */
 moe_status moe_cuda_sumsq(moe_cuda *ctx, float *out, const float *g, long n);
-/* AdamW (PyTorch's torch.optim.AdamW) over n fp32 master parameters:
- * g' = g * clip, clip = min(1, max_norm / sqrt(*sumsq + 1e-12)) when sumsq is
- * not NULL and max_norm > 0, else 1;
- * m = b1 m + (1-b1) g'; v = b2 v + (1-b2) g'^2; p -= lr (wd p + mhat / (sqrt(vhat) + eps))
+/* AdamW (PyTorch's torch.optim.AdamW) over n fp32 master parameters, in
+ * step_adam's order (src/train/optim.c):
+ * g' = g * clip, clip = max_norm / (sqrt(*sumsq) + 1e-6) when sumsq is not
+ * NULL, max_norm > 0 and that is below 1, else 1 (moe_grad_clip, torch's
+ * clip_grad_norm_);
+ * p = p (1 - lr wd); m = b1 m + (1-b1) g'; v = b2 v + (1-b2) g'^2;
+ * p -= lr mhat / (sqrt(vhat) + eps)
  * with mhat = m / (1 - b1^step), vhat = v / (1 - b2^step) (step >= 1, host).
  * copy [n] (copy_dt) receives the new p (the bf16 weights the GEMMs read), or
  * NULL. */
