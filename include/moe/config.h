@@ -223,6 +223,8 @@ typedef struct moe_train_config {
     float max_seconds; /* wall-clock budget, 0 = none */
     int sample_tokens; /* generated sample length printed at the end */
     char sample_prompt[256];
+    char device[8];    /* "cpu", or "cuda": the step runs on GPU 0 (docs/cuda.md) */
+    char precision[8]; /* cuda: "bf16" (mixed, fp32 masters) or "fp32"; the CPU is fp32 */
 } moe_train_config;
 
 typedef struct moe_data_config {

@@ -87,6 +87,11 @@ const moe_real *moe_model_logits(const moe_model *m);
 /* Routing of the last forward: number of MoE layers and each one's stats. */
 int moe_model_moe_layers(const moe_model *m);
 const moe_layer_stats *moe_model_layer_stats(const moe_model *m, int i);
+/* For a model whose step ran on another device (train.device cuda): stats
+ * [moe_layers] (the caller's, kept alive) become what moe_model_layer_stats
+ * answers until the next forward here, so observers need not know where the
+ * step ran. NULL clears them. */
+void moe_model_set_layer_stats(moe_model *m, const moe_layer_stats *const *stats);
 /* Transformer layer index of MoE layer i (i for the other families). */
 int moe_model_moe_layer_index(const moe_model *m, int i);
 /* Table index of MoE layer i's router weight, or -1. */

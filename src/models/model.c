@@ -11,6 +11,9 @@ struct moe_model {
     moe_model_config cfg; /* as built */
     const model_family *fam;
     void *impl;
+    /* [n_moe] statistics of a forward that ran elsewhere (the GPU copy of
+     * this model), or NULL: moe_model_set_layer_stats */
+    const moe_layer_stats *const *stats_from;
 };
 
 static const model_family *family_of(moe_model_family f) {
@@ -88,6 +91,7 @@ double moe_model_all_experts_flops_per_token(const moe_model *m, int T) {
 moe_status moe_model_forward_batch(moe_model *m, const moe_batch *batch, int training, moe_rng *rng,
                                    moe_arena *arena, double *task_loss, double *aux_loss) {
     double task = 0, aux = 0; /* callers may pass NULL; families always write both */
+    m->stats_from = NULL;     /* this forward's statistics replace any set from elsewhere */
     moe_status st = m->fam->forward(m->impl, batch, training, rng, arena, &task, &aux);
     if (task_loss) *task_loss = task;
     if (aux_loss) *aux_loss = aux;
@@ -110,7 +114,11 @@ int moe_model_moe_layers(const moe_model *m) {
     return m->fam->n_moe_layers ? m->fam->n_moe_layers(m->impl) : 0;
 }
 const moe_layer_stats *moe_model_layer_stats(const moe_model *m, int i) {
+    if (m->stats_from) return m->stats_from[i];
     return m->fam->layer_stats ? m->fam->layer_stats(m->impl, i) : NULL;
+}
+void moe_model_set_layer_stats(moe_model *m, const moe_layer_stats *const *stats) {
+    m->stats_from = stats;
 }
 int moe_model_moe_layer_index(const moe_model *m, int i) {
     return m->fam == &family_transformer ? gpt_moe_layer_index(m->impl, i) : i;

@@ -31,6 +31,8 @@ static const char *const temp_names[] = {"constant", "linear", "cosine", NULL};
 static const char *const cnn_loss_names[] = {"readme", "code", NULL};
 static const char *const arch_names[] = {"vgg", "resnet", NULL};
 static const char *const l1_names[] = {"elementwise", "matrix", NULL};
+static const char *const device_names[] = {"cpu", "cuda", NULL};
+static const char *const precision_names[] = {"bf16", "fp32", NULL};
 
 #define OFF(member) offsetof(moe_run_config, member)
 #define SIZE(member) sizeof(((moe_run_config *)0)->member)
@@ -156,6 +158,8 @@ const cfg_field cfg_fields[] = {
     FLT("train.max_seconds", train.max_seconds, 0, 0, BIG),
     INT("train.sample_tokens", train.sample_tokens, 200, 0, 1 << 20),
     STR("train.sample_prompt", train.sample_prompt, "In the beginning", NULL),
+    STR("train.device", train.device, "cpu", device_names),
+    STR("train.precision", train.precision, "bf16", precision_names),
 
     ENUM("train.optim.kind", train.optim.kind, MOE_OPT_ADAMW, optim_names),
     FLT("train.optim.lr", train.optim.lr, 1e-3, 0, 1e3),

@@ -152,6 +152,10 @@ void observer_router_grads(train_observer *o, moe_model *m) {
     }
 }
 
+void observer_router_grads_unmeasured(train_observer *o) {
+    for (int i = 0; i < o->n_layers; i++) o->router_grad[i] = NAN;
+}
+
 /* {"kind":"alert",...} in metrics.jsonl, the counter, the caller's callback. */
 static void raise_alert(train_observer *o, long step, const alert_event *ev) {
     o->alerts_raised++;

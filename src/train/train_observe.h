@@ -44,6 +44,9 @@ void observer_free(train_observer *o);
 
 /* After backward, before clipping: the router gradients' norms. */
 void observer_router_grads(train_observer *o, moe_model *m);
+/* A step that ran on the GPU: router gradient norms unknown (NaN, which
+ * raises no alert). */
+void observer_router_grads_unmeasured(train_observer *o);
 /* After an optimizer step: load balance (into p too), metrics, alerts; a
  * metrics.jsonl line when log. */
 moe_status observer_step(train_observer *o, moe_train_progress *p, const step_measure *sm,

@@ -7,6 +7,7 @@
 #include "train/run_dir.h"
 #include "train/init_from.h"
 #include "train/task.h"
+#include "train/train_device.h"
 #include "train/train_observe.h"
 
 #include <cjson/cJSON.h>
@@ -46,7 +47,14 @@ typedef struct trainer {
     float temperature;    /* the router temperature of the current step */
     moe_real *frozen;     /* copies of what the optimizer must not move, [table total] */
     double best_val_loss; /* validation loss at the best evaluation (by this process) */
+    train_device *dev;    /* train.device cuda: where steps run; NULL on the CPU */
 } trainer;
+
+/* The host model and optimizer hold the GPU's latest weights and state
+ * before anything reads them (evaluation, checkpoints, the sample). */
+static moe_status sync_host(trainer *tr) {
+    return train_device_sync(tr->dev, tr->model, &tr->opt);
+}
 
 static double now_s(void) {
     struct timespec t;
@@ -55,6 +63,8 @@ static double now_s(void) {
 }
 
 static moe_status save_checkpoint(trainer *tr, const char *name) {
+    moe_status sst = sync_host(tr);
+    if (sst != MOE_OK) return sst;
     char *model_json = moe_model_config_to_json(&tr->cfg->model);
     if (!model_json) return moe_error(MOE_ERR_NOMEM, "checkpoint: out of memory");
     char dir[700];
@@ -172,6 +182,8 @@ static moe_status setup(trainer *tr) {
             tr->best_val_loss = tr->st.best_metric;
     }
     tr->task.next_step = tr->st.step; /* dense tasks replay the epoch order from here */
+    st = train_device_open(&tr->dev, cfg, tr->model, &tr->opt);
+    if (st != MOE_OK) return st;
     if (tr->opts->run_dir) {
         snprintf(tr->run_dir, sizeof tr->run_dir, "%s", tr->opts->run_dir);
     } else {
@@ -193,6 +205,7 @@ static moe_status setup(trainer *tr) {
 }
 
 static void teardown(trainer *tr) {
+    train_device_close(tr->dev);
     free(tr->run_config_json);
     free(tr->frozen);
     observer_free(&tr->obs);
@@ -229,9 +242,32 @@ static moe_status numeric_failure(trainer *tr, double loss, double grad_norm) {
                      tr->st.step + 1, what, value);
 }
 
+/* train_step on the GPU: the same bookkeeping around train_device_step. */
+static moe_status train_step_device(trainer *tr, moe_train_progress *p) {
+    const moe_train_config *t = &tr->cfg->train;
+    float lr = moe_sched_lr(&tr->sched, t->optim.lr, tr->st.step, tr->steps);
+    double ce, aux, norm;
+    moe_status st = train_device_step(tr->dev, tr->model, &tr->task, &tr->st.data_rng, lr, &ce,
+                                      &aux, &norm, &tr->step_real_tokens);
+    if (st != MOE_OK) return st;
+    if (!isfinite(ce + aux)) return numeric_failure(tr, ce + aux, 0);
+    if (!isfinite(norm)) return numeric_failure(tr, 0, norm);
+    observer_router_grads_unmeasured(&tr->obs);
+    tr->st.step++;
+    tr->st.tokens_seen += (long long)t->batch_size * t->seq_len * t->grad_accum;
+    tr->real_tokens += tr->step_real_tokens;
+    p->ce = ce;
+    p->aux = aux;
+    p->loss = ce + aux;
+    p->lr = lr;
+    p->grad_norm = norm;
+    return MOE_OK;
+}
+
 /* One optimizer step over grad_accum micro-batches. */
 static moe_status train_step(trainer *tr, moe_train_progress *p) {
     const moe_train_config *t = &tr->cfg->train;
+    if (tr->dev) return train_step_device(tr, p);
     moe_model_zero_grads(tr->model);
     set_phase(tr);
     tr->step_real_tokens = 0;
@@ -293,7 +329,8 @@ static void fill_timing(trainer *tr, moe_train_progress *p) {
 static moe_status evaluate(trainer *tr, moe_train_progress *p, int final, int *stop) {
     const moe_train_config *t = &tr->cfg->train;
     task_eval ev;
-    moe_status st = task_evaluate(&tr->task, tr->model, &tr->arena, &ev);
+    moe_status st = sync_host(tr);
+    if (st == MOE_OK) st = task_evaluate(&tr->task, tr->model, &tr->arena, &ev);
     if (st != MOE_OK) return st;
     /* the early-stopping score: lower is better */
     int by_acc = strcmp(t->early_stop_metric, "val_accuracy") == 0;
@@ -414,6 +451,8 @@ moe_status moe_train_run(const moe_run_config *cfg, const moe_train_opts *opts,
         st = save_step_checkpoint(&tr);
         if (st != MOE_OK) goto out;
     }
+    st = sync_host(&tr); /* the host model holds the GPU's final weights from here on */
+    if (st != MOE_OK) goto out;
     /* a finite best metric means an evaluation saved checkpoints/best */
     if (t->restore_best && isfinite(tr.st.best_metric)) { /* the test split sees the best weights */
         char best[700];
