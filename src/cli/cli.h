@@ -25,6 +25,11 @@ int cmd_bootstrap(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_key(int argc, char **argv);
 int cmd_devices(int argc, char **argv);
+/* moe bench's steps on GPU 0 (bench_cuda.c): ms [steps] per step, the last
+ * loss, and the device's name; 1 after a message on failure. */
+int bench_cuda_steps(const moe_run_config *cfg, const moe_model *m, const int32_t *x,
+                     const int32_t *y, int steps, double *ms, double *loss, char *device,
+                     size_t device_len);
 
 /* Prints "moe <cmd>: <what failed>: <moe_last_error()>" and returns 1. */
 int cli_fail(const char *cmd, const char *what, moe_status st);
@@ -32,6 +37,10 @@ int cli_fail(const char *cmd, const char *what, moe_status st);
  * validates. */
 int cli_load_config(const char *cmd, moe_run_config *cfg, const char *config_path,
                     const cli_sets *sets);
+/* --device and --precision as the --set options train.device=... and
+ * train.precision=... (NULL: not given), after the user's own. Returns 0, or
+ * 2 after a message. */
+int cli_device_sets(const char *cmd, cli_sets *sets, const char *device, const char *precision);
 /* Applies each --set to cfg, then validates. */
 int cli_apply_sets(const char *cmd, moe_run_config *cfg, const cli_sets *sets);
 /* Progress line on a terminal, plain lines otherwise. */

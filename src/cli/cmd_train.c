@@ -27,6 +27,9 @@ static void help(void) {
            "  --config FILE      JSON config ({\"name\", \"model\", \"train\", \"data\"})\n"
            "  --set key=value    override one key, e.g. --set train.steps=100\n"
            "                     --set model.moe.top_k=1 (repeatable)\n"
+           "  --device cpu|cuda  where the training steps run (train.device; cuda: GPU 0,\n"
+           "                     the decoder LM only, docs/cuda.md)\n"
+           "  --precision bf16|fp32  the GPU's activation type (train.precision)\n"
            "  --resume DIR       continue from a checkpoint folder, e.g.\n"
            "                     runs/<run>/checkpoints/latest; the run's config.json is\n"
            "                     used and the run directory continues\n"
@@ -74,12 +77,14 @@ static int start_metrics(int port, int all, moe_registry **reg, moe_metrics_serv
 }
 
 int cmd_train(int argc, char **argv) {
-    const char *config = NULL, *resume = NULL;
+    const char *config = NULL, *resume = NULL, *device = NULL, *precision = NULL;
     cli_sets sets = {0};
     int quiet = 0, print_config = 0, metrics_port = -1, metrics_all = 0;
     const cli_opt opts[] = {{"config", CLI_STRING, &config, 0, 0},
                             {"resume", CLI_STRING, &resume, 0, 0},
                             {"set", CLI_SETS, &sets, 0, 0},
+                            {"device", CLI_STRING, &device, 0, 0},
+                            {"precision", CLI_STRING, &precision, 0, 0},
                             {"quiet", CLI_FLAG, &quiet, 0, 0},
                             {"print-config", CLI_FLAG, &print_config, 0, 0},
                             {"metrics-port", CLI_INT, &metrics_port, 0, 65535},
@@ -87,6 +92,7 @@ int cmd_train(int argc, char **argv) {
                             {0}};
     int rc = cli_parse("train", argc, argv, opts, help);
     if (rc != CLI_CONTINUE) return rc;
+    if (cli_device_sets("train", &sets, device, precision)) return 2;
     if (!config && !resume && !print_config) {
         fprintf(stderr, "moe train: give --config FILE or --resume CHECKPOINT (see --help)\n");
         return 2;

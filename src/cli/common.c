@@ -29,6 +29,22 @@ int cli_apply_sets(const char *cmd, moe_run_config *cfg, const cli_sets *sets) {
     return 0;
 }
 
+int cli_device_sets(const char *cmd, cli_sets *sets, const char *device, const char *precision) {
+    /* appended after the user's --set, so the explicit flags win */
+    static char buf[2][48];
+    const char *keys[2] = {"train.device", "train.precision"}, *vals[2] = {device, precision};
+    for (int i = 0; i < 2; i++) {
+        if (!vals[i]) continue;
+        if (sets->n >= CLI_MAX_SETS) {
+            fprintf(stderr, "moe %s: too many --set options (at most %d)\n", cmd, CLI_MAX_SETS);
+            return 2;
+        }
+        snprintf(buf[i], sizeof buf[i], "%s=%.24s", keys[i], vals[i]);
+        sets->v[sets->n++] = buf[i];
+    }
+    return 0;
+}
+
 int cli_load_config(const char *cmd, moe_run_config *cfg, const char *config_path,
                     const cli_sets *sets) {
     moe_config_defaults(cfg);

@@ -20,10 +20,10 @@ struct train_device {
     char name[320];
     /* the routing statistics of the last step, as the CPU layer reports them */
     int n_moe;
-    moe_layer_stats *stats;         /* [n_moe] */
-    const moe_layer_stats **shown;  /* [n_moe] pointers into stats */
-    int *expert_tokens;             /* [n_moe, E] */
-    moe_real *mean_prob;            /* [n_moe, E] */
+    moe_layer_stats *stats;        /* [n_moe] */
+    const moe_layer_stats **shown; /* [n_moe] pointers into stats */
+    int *expert_tokens;            /* [n_moe, E] */
+    moe_real *mean_prob;           /* [n_moe, E] */
 };
 
 static moe_status check_config(const moe_run_config *cfg) {
@@ -61,8 +61,7 @@ moe_status train_device_open(train_device **out, const moe_run_config *cfg, cons
     moe_dtype dt = strcmp(cfg->train.precision, "fp32") == 0 ? MOE_DT_F32 : MOE_DT_BF16;
     st = moe_cuda_create(&d->ctx, 0);
     if (st == MOE_OK)
-        st = gpt_cuda_create(&d->gpu, d->ctx, model, cfg->train.batch_size, cfg->train.seq_len,
-                             dt);
+        st = gpt_cuda_create(&d->gpu, d->ctx, model, cfg->train.batch_size, cfg->train.seq_len, dt);
     if (st == MOE_OK && opt && opt->step > 0) st = gpt_cuda_upload_optim(d->gpu, opt);
     int E = cfg->model.moe.n_experts;
     if (st == MOE_OK) {

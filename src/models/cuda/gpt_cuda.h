@@ -51,8 +51,7 @@ moe_status gpt_cuda_backward(gpt_cuda *g, float scale);
  * the device) and one AdamW update at learning rate lr with oc's
  * hyper-parameters; then the compute copy is refreshed. Only
  * oc->kind == MOE_OPT_ADAMW (else MOE_ERR_UNSUPPORTED). */
-moe_status gpt_cuda_optim_step(gpt_cuda *g, const moe_optim_config *oc, float lr,
-                               float grad_clip);
+moe_status gpt_cuda_optim_step(gpt_cuda *g, const moe_optim_config *oc, float lr, float grad_clip);
 
 /* The last forward's mean cross-entropy and weighted auxiliary loss (sum
  * over MoE layers), synchronising. */
@@ -73,5 +72,14 @@ moe_status gpt_cuda_layer_stats(gpt_cuda *g, int i, moe_layer_cuda_stats *out);
 moe_status gpt_cuda_download(gpt_cuda *g, moe_model *cpu, moe_optim *opt);
 /* Uploads an optimizer state (a resumed run's m, v and step). */
 moe_status gpt_cuda_upload_optim(gpt_cuda *g, const moe_optim *opt);
+
+/* Times `steps` training steps (zero grads, forward and backward on tokens
+ * x and targets y [B, T] (host), clipping at grad_clip, AdamW at oc->lr)
+ * into ms [steps] (wall milliseconds; each step ends by reading its loss, so
+ * the GPU has finished it), and the last loss (ce + aux) into *loss
+ * (gpt_cuda_bench.c: moe bench --device cuda and bench/bench_model_gpu.c). */
+moe_status gpt_cuda_time_steps(gpt_cuda *g, const moe_optim_config *oc, float grad_clip,
+                               const int32_t *x, const int32_t *y, int B, int T, int steps,
+                               double *ms, double *loss);
 
 #endif

@@ -1,0 +1,47 @@
+/* moe bench --device cuda: the same steps on GPU 0 through the GPU
+ * transformer (src/models/cuda/gpt_cuda.h). */
+#include "cli/cli.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#ifdef MOE_HAVE_CUDA
+#include "models/cuda/gpt_cuda.h"
+
+int bench_cuda_steps(const moe_run_config *cfg, const moe_model *m, const int32_t *x,
+                     const int32_t *y, int steps, double *ms, double *loss, char *device,
+                     size_t device_len) {
+    const moe_train_config *t = &cfg->train;
+    moe_status st = gpt_cuda_supported(&cfg->model);
+    if (st != MOE_OK) return cli_fail("bench", "--device cuda", st);
+    if (t->optim.kind != MOE_OPT_ADAMW) {
+        fprintf(stderr, "moe bench: --device cuda: train.optim.kind must be adamw\n");
+        return 1;
+    }
+    moe_dtype dt = strcmp(t->precision, "fp32") == 0 ? MOE_DT_F32 : MOE_DT_BF16;
+    moe_cuda *ctx = NULL;
+    gpt_cuda *g = NULL;
+    st = moe_cuda_create(&ctx, 0);
+    if (st == MOE_OK) st = gpt_cuda_create(&g, ctx, m, t->batch_size, t->seq_len, dt);
+    if (st == MOE_OK)
+        st = gpt_cuda_time_steps(g, &t->optim, t->grad_clip, x, y, t->batch_size, t->seq_len, steps,
+                                 ms, loss);
+    if (st == MOE_OK) moe_cuda_describe(ctx, device, device_len);
+    gpt_cuda_destroy(g);
+    moe_cuda_destroy(ctx);
+    return st == MOE_OK ? 0 : cli_fail("bench", "--device cuda", st);
+}
+
+#else
+
+int bench_cuda_steps(const moe_run_config *cfg, const moe_model *m, const int32_t *x,
+                     const int32_t *y, int steps, double *ms, double *loss, char *device,
+                     size_t device_len) {
+    (void)cfg, (void)m, (void)x, (void)y, (void)steps, (void)ms, (void)loss, (void)device,
+        (void)device_len;
+    fprintf(stderr, "moe bench: --device cuda: this moe was built without the CUDA backend "
+                    "(nvcc was not found at build time)\n");
+    return 1;
+}
+
+#endif
