@@ -4,7 +4,8 @@
 #   scripts/gpu/check.sh [tests|sanitize|bench|all]   (default: all)
 # tests:    builds the kernels-only tree and runs the GPU tests (ctest -L cuda)
 # sanitize: compute-sanitizer memcheck and racecheck on every GPU test
-# bench:    the MoE layer benchmark beside PyTorch (scripts/gpu/bench_layer.sh)
+# bench:    the MoE layer beside PyTorch (scripts/gpu/bench_layer.sh) and the
+#           whole model beside Hugging Face (scripts/gpu/bench_model.sh)
 # Logs and JSON go to $OUT (the device tool brings that folder back).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -65,7 +66,9 @@ if [ "$what" = sanitize ] || [ "$what" = all ]; then
 fi
 if [ "$what" = bench ] || [ "$what" = all ]; then
   log "MoE layer benchmark beside PyTorch"
-  scripts/gpu/bench_layer.sh build-gpu "$OUT" 2>&1 | tee -a "$OUT/summary.txt" || rc=1
+  OUT="$OUT" scripts/gpu/bench_layer.sh build-gpu 2>&1 | tee -a "$OUT/summary.txt" || rc=1
+  log "whole-model benchmark beside Hugging Face"
+  OUT="$OUT" scripts/gpu/bench_model.sh build-gpu 2>&1 | tee -a "$OUT/summary.txt" || rc=1
 fi
 log "exit $rc"
 exit $rc
