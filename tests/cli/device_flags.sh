@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# --device and --precision on moe train and moe bench: each value reaches the
+# config, bad values and configs the GPU does not train are refused with a
+# message naming the key, and on a machine without a GPU (CI) asking for cuda
+# fails before a run directory is made, saying why.
+source "$(dirname "$0")/lib.bash"
+tiny=(--config configs/tiny.json --set out_dir="$WORK/runs" --quiet)
+
+$MOE train "${tiny[@]}" --device cuda --precision fp32 --print-config >"$WORK/cfg.json"
+[ "$(json_get "$WORK/cfg.json" "j['train']['device'] + ' ' + j['train']['precision']")" = "cuda fp32" ] ||
+  fail "--device/--precision did not reach the config: $(grep -E 'device|precision' "$WORK/cfg.json")"
+$MOE train "${tiny[@]}" --print-config >"$WORK/cfg.json"
+[ "$(json_get "$WORK/cfg.json" "j['train']['device']")" = cpu ] || fail "default device is not cpu"
+
+expect_fail "--device tpu" "$MOE" train "${tiny[@]}" --device tpu
+expect_err "train.device"
+expect_err "tpu"
+expect_fail "--precision fp16" "$MOE" bench --config configs/tiny.json --device cuda --precision fp16
+expect_err "train.precision"
+
+# configs the GPU does not train: refused by name, before any GPU is touched
+expect_fail "cuda with sgd" "$MOE" train "${tiny[@]}" --device cuda --set train.optim.kind=sgd
+expect_err "train.optim.kind must be adamw"
+expect_fail "cuda with dropout" "$MOE" train "${tiny[@]}" --device cuda --set model.dropout=0.1
+expect_err "model.dropout"
+expect_fail "cuda with an encoder task" "$MOE" train --config configs/tiny-spam.json \
+  --set out_dir="$WORK/runs" --quiet --device cuda
+expect_err "train.task lm"
+
+gpus=$("$MOE" devices | $PY -c "import json,sys; print(len(json.load(sys.stdin)['cuda']['gpus']))")
+if [ "$gpus" = 0 ]; then
+  why=$("$MOE" devices | $PY -c "import json,sys; print(json.load(sys.stdin)['cuda']['no_gpu_because'])")
+  expect_fail "train on a missing GPU" "$MOE" train "${tiny[@]}" --device cuda
+  grep -qE "no CUDA device|built without the CUDA backend" "$WORK/err" ||
+    { cat "$WORK/err" >&2; fail "the error does not say why there is no GPU"; }
+  [ ! -e "$WORK/runs" ] || [ -z "$(ls -A "$WORK/runs")" ] ||
+    fail "a failed --device cuda left a run directory: $(ls "$WORK/runs")"
+  expect_fail "bench on a missing GPU" "$MOE" bench --config configs/tiny.json --steps 3 --device cuda
+  grep -qE "no CUDA device|built without the CUDA backend" "$WORK/err" ||
+    { cat "$WORK/err" >&2; fail "bench: the error does not say why there is no GPU"; }
+  echo "ok: no GPU here ($why); cuda refused with the reason"
+else
+  "$MOE" bench --config configs/tiny.json --steps 4 --device cuda >"$WORK/bench.json"
+  json_get "$WORK/bench.json" "j['device'] != 'cpu' and j['tok_per_s'] > 0" | grep -qx True ||
+    fail "bench --device cuda: $(cat "$WORK/bench.json")"
+  echo "ok: $gpus GPU(s); bench ran on $(json_get "$WORK/bench.json" "j['device']")"
+fi
+# the CPU bench names its device too
+"$MOE" bench --config configs/tiny.json --steps 3 >"$WORK/cpu.json"
+[ "$(json_get "$WORK/cpu.json" "j['device'] + ' ' + j['precision']")" = "cpu fp32" ] ||
+  fail "cpu bench: $(cat "$WORK/cpu.json")"
