@@ -26,8 +26,9 @@ struct train_device {
     moe_real *mean_prob;           /* [n_moe, E] */
 };
 
-static moe_status check_config(const moe_run_config *cfg) {
+moe_status train_device_check(const moe_run_config *cfg) {
     const moe_train_config *t = &cfg->train;
+    if (strcmp(t->device, "cuda") != 0) return MOE_OK;
     if (t->task != MOE_TASK_LM)
         return moe_error(MOE_ERR_UNSUPPORTED,
                          "train.device cuda trains the decoder language model (train.task lm) "
@@ -53,7 +54,7 @@ moe_status train_device_open(train_device **out, const moe_run_config *cfg, cons
                              const moe_optim *opt) {
     *out = NULL;
     if (strcmp(cfg->train.device, "cuda") != 0) return MOE_OK;
-    moe_status st = check_config(cfg);
+    moe_status st = train_device_check(cfg);
     if (st != MOE_OK) return st;
     train_device *d = calloc(1, sizeof *d);
     if (!d) return moe_error(MOE_ERR_NOMEM, "train.device cuda: out of memory");
@@ -161,6 +162,13 @@ moe_status train_device_sync(train_device *d, moe_model *model, moe_optim *opt) 
 struct train_device {
     int unused;
 };
+
+moe_status train_device_check(const moe_run_config *cfg) {
+    if (strcmp(cfg->train.device, "cuda") != 0) return MOE_OK;
+    return moe_error(MOE_ERR_UNSUPPORTED,
+                     "train.device cuda: this libmoe was built without the CUDA backend (nvcc was "
+                     "not found at build time); rebuild with the CUDA toolkit or use cpu");
+}
 
 moe_status train_device_open(train_device **out, const moe_run_config *cfg, const moe_model *model,
                              const moe_optim *opt) {

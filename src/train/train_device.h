@@ -13,6 +13,9 @@
 
 typedef struct train_device train_device;
 
+/* MOE_OK for train.device cpu, or for a config the GPU trains; else why not
+ * (checked first, before the data loads; needs no GPU). */
+moe_status train_device_check(const moe_run_config *cfg);
 /* *out = NULL for train.device cpu. For cuda: checks that the config is one
  * the GPU trains (task lm, the GPU transformer's subset, AdamW), opens GPU 0
  * and copies model (and, on resume, opt's state) to it. */

@@ -148,6 +148,7 @@ static moe_status setup(trainer *tr) {
     const moe_run_config *cfg = tr->cfg;
     const moe_train_config *t = &cfg->train;
     moe_status st = moe_config_validate(cfg);
+    if (st == MOE_OK) st = train_device_check(cfg);
     if (st != MOE_OK) return st;
     if (t->threads > 0) moe_set_threads(t->threads);
     st = task_init(&tr->task, &tr->run_cfg);
