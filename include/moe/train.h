@@ -68,6 +68,7 @@ typedef struct moe_train_result {
     char report_error[512]; /* why report.html could not be written ("" when it was) */
     double test_accuracy;   /* classify: the test split (NAN otherwise) */
     double test_macro_f1;
+    char device[320]; /* where the steps ran: "cpu", or the GPU and precision */
 } moe_train_result;
 
 moe_status moe_train_run(const moe_run_config *cfg, const moe_train_opts *opts,

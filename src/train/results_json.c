@@ -22,6 +22,7 @@ moe_status metrics_write_results(const char *run_dir, const moe_run_config *cfg,
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "name", cfg->name);
     cJSON_AddStringToObject(o, "stop_reason", r->stop_reason);
+    cJSON_AddStringToObject(o, "device", r->device);
     cJSON_AddNumberToObject(o, "steps", (double)r->steps);
     add_num(o, "final_val_loss", r->final_val_loss);
     add_num(o, "final_val_ppl", exp(r->final_val_loss));

@@ -174,10 +174,7 @@ moe_status train_device_open(train_device **out, const moe_run_config *cfg, cons
                              const moe_optim *opt) {
     (void)model, (void)opt;
     *out = NULL;
-    if (strcmp(cfg->train.device, "cuda") != 0) return MOE_OK;
-    return moe_error(MOE_ERR_UNSUPPORTED,
-                     "train.device cuda: this libmoe was built without the CUDA backend (nvcc was "
-                     "not found at build time); rebuild with the CUDA toolkit or use cpu");
+    return train_device_check(cfg);
 }
 
 void train_device_close(train_device *d) {

@@ -469,6 +469,7 @@ moe_status moe_train_run(const moe_run_config *cfg, const moe_train_opts *opts,
     result->best_val_loss = tr.best_val_loss;
     result->tokens_per_s = p.tokens_per_s;
     snprintf(result->stop_reason, sizeof result->stop_reason, "%s", reason);
+    snprintf(result->device, sizeof result->device, "%s", train_device_name(tr.dev));
     if (sample) snprintf(result->sample, sizeof result->sample, "%s", sample);
     free(sample);
     /* the test split sees the model as it will be used: at the final temperature */
