@@ -85,12 +85,15 @@ __global__ void adamw_kernel(float *param, const float *grad, float *m, float *v
     }
     for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n;
          i += (long)gridDim.x * blockDim.x) {
-        float g = grad[i] * clip;
-        float p = param[i] * k.decay;
-        float mi = m[i] * k.b1 + k.c1 * g, vi = v[i] * k.b2 + k.c2 * g * g;
+        /* __fmul_rn/__fadd_rn: no fused multiply-adds, as the CPU (C11, no
+         * contraction) rounds every product and sum on its own */
+        float g = __fmul_rn(grad[i], clip);
+        float p = __fmul_rn(param[i], k.decay);
+        float mi = __fadd_rn(__fmul_rn(m[i], k.b1), __fmul_rn(k.c1, g));
+        float vi = __fadd_rn(__fmul_rn(v[i], k.b2), __fmul_rn(__fmul_rn(k.c2, g), g));
         m[i] = mi;
         v[i] = vi;
-        p = p - k.step_size * (mi / (sqrtf(vi) / k.bc2_sqrt + k.eps));
+        p = __fsub_rn(p, __fmul_rn(k.step_size, mi / (sqrtf(vi) / k.bc2_sqrt + k.eps)));
         param[i] = p;
         if (copy) st(copy, i, p);
     }
