@@ -38,7 +38,7 @@ __global__ void sumsq_finish_kernel(float *out, const double *part, int P) {
  * same order (deterministic). The partials live in a temporary buffer from
  * cudaMallocAsync on the context's stream (stream-ordered, no host sync). */
 moe_status moe_cuda_sumsq(moe_cuda *ctx, float *out, const float *g, long n) {
-    MOE_CUDA_REQUIRE(n >= 0, "moe_cuda_sumsq");
+    MOE_CUDA_REQUIRE(n >= 0 && out != NULL && (n == 0 || g != NULL), "moe_cuda_sumsq");
     long want =
         (n + (long)SUMSQ_THREADS * SUMSQ_PER_THREAD - 1) / ((long)SUMSQ_THREADS * SUMSQ_PER_THREAD);
     int P = want < 1 ? 1 : want > SUMSQ_MAX_BLOCKS ? SUMSQ_MAX_BLOCKS : (int)want;
@@ -105,6 +105,7 @@ moe_status moe_cuda_adamw_step(moe_cuda *ctx, float *param, const float *grad, f
     MOE_CUDA_REQUIRE(n >= 0 && h != NULL, "moe_cuda_adamw_step");
     MOE_CUDA_REQUIRE(h->step >= 1, "moe_cuda_adamw_step");
     if (n == 0) return MOE_OK;
+    MOE_CUDA_REQUIRE(param && grad && m && v, "moe_cuda_adamw_step");
     const double b1 = h->beta1, b2 = h->beta2, t = (double)h->step;
     adamw_consts k;
     k.decay = (float)(1.0 - (double)h->lr * h->weight_decay);

@@ -13,6 +13,7 @@ moe_status moe_cuda_gemm(moe_cuda *ctx, int trans_a, int trans_b, int M, int N, 
                          float beta, void *C, moe_dtype c_dt, int ldc) {
     MOE_CUDA_REQUIRE(M >= 0 && N >= 0 && K >= 0, "moe_cuda_gemm");
     if (M == 0 || N == 0) return MOE_OK;
+    MOE_CUDA_REQUIRE(C != NULL && (K == 0 || (A != NULL && B != NULL)), "moe_cuda_gemm");
     /* fp32 inputs: plain fp32 so the results match the CPU; bf16: fp32 accumulation. */
     cublasComputeType_t compute =
         ab_dt == MOE_DT_F32 ? CUBLAS_COMPUTE_32F_PEDANTIC : CUBLAS_COMPUTE_32F;
