@@ -14,6 +14,13 @@ moe_status moe_cuda_gemm(moe_cuda *ctx, int trans_a, int trans_b, int M, int N, 
     MOE_CUDA_REQUIRE(M >= 0 && N >= 0 && K >= 0, "moe_cuda_gemm");
     if (M == 0 || N == 0) return MOE_OK;
     MOE_CUDA_REQUIRE(C != NULL && (K == 0 || (A != NULL && B != NULL)), "moe_cuda_gemm");
+    /* row-major leading dimensions: the length of a stored row */
+    MOE_CUDA_REQUIRE(lda >= (trans_a ? M : K) && ldb >= (trans_b ? K : N) && ldc >= N,
+                     "moe_cuda_gemm");
+    /* K == 0 (C = beta C): cuBLAS wants every leading dimension >= 1, even
+     * of a matrix with no elements */
+    if (lda < 1) lda = 1;
+    if (ldb < 1) ldb = 1;
     /* fp32 inputs: plain fp32 so the results match the CPU; bf16: fp32 accumulation. */
     cublasComputeType_t compute =
         ab_dt == MOE_DT_F32 ? CUBLAS_COMPUTE_32F_PEDANTIC : CUBLAS_COMPUTE_32F;
