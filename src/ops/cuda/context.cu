@@ -9,6 +9,9 @@
 #define MOE_CUBLAS_WORKSPACE (32u << 20)
 
 moe_status moe_cuda_fail(cudaError_t e, const char *what, const char *file, int line) {
+    /* A failed runtime call also leaves its error as the thread's last error:
+     * clear it (when not sticky), or the next launch check reports it again. */
+    cudaGetLastError();
     return moe_error(e == cudaErrorMemoryAllocation ? MOE_ERR_NOMEM : MOE_ERR_UNSUPPORTED,
                      "CUDA: %s failed: %s (%s) at %s:%d", what, cudaGetErrorName(e),
                      cudaGetErrorString(e), file, line);
