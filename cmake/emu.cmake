@@ -23,6 +23,10 @@ target_compile_definitions(moe_emu PUBLIC MOE_HAVE_CUDA=1 MOE_CUDA_EMULATED=1)
 target_include_directories(moe_emu PUBLIC ${CMAKE_SOURCE_DIR}/include
                            PRIVATE ${CMAKE_SOURCE_DIR}/src ${CSV_INCLUDE_DIR})
 target_link_libraries(moe_emu PUBLIC ${MOE_EMU_DEPS})
+# `moe devices` names the architectures from MOE_CUDA_ARCH (a property of
+# src/core/device.c set in CMakeLists.txt): "emulated" here. Options come
+# after the definitions on the command line, so these win.
+target_compile_options(moe_emu PRIVATE -UMOE_CUDA_ARCH [=[-DMOE_CUDA_ARCH="emulated"]=])
 
 file(GLOB MOE_EMU_SUPPORT CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/support/*.c)
 add_library(moe_emu_test_support STATIC ${MOE_EMU_SUPPORT})
