@@ -5,10 +5,12 @@
 # What passes here is the composition logic, NOT the CUDA kernels: every
 # target and test is named emu_* / moe_emu* and labelled emu.
 #
-# Included from CMakeLists.txt inside if(MOE_HAVE_CUDA), after the tests'
-# moe_add_test and the CUDA test registration (it reads MOE_NUMERIC_SOURCES,
-# MOE_OTHER_SOURCES, MOE_EMBEDDED_SOURCES, MOE_DEPS, CSV_INCLUDE_DIR,
-# TEST_SUPPORT and PkgConfig::CMOCKA from there).
+# Included from CMakeLists.txt after the CUDA test registration (it reads
+# MOE_NUMERIC_SOURCES, MOE_OTHER_SOURCES, MOE_EMBEDDED_SOURCES, MOE_DEPS,
+# CSV_INCLUDE_DIR and PkgConfig::CMOCKA from there). It needs neither nvcc
+# nor the CUDA libraries, so it also works in builds without the backend
+# (MOE_CUDA=OFF) and with MOE_SANITIZE, where ASan/UBSan then watch the
+# backend's host code.
 
 # The library's dependencies without the CUDA libraries: nothing here may
 # reach the CUDA runtime.
