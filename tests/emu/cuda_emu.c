@@ -14,7 +14,8 @@
  * gives it (a GPU would read or write out of bounds), host pointers given to
  * upload/download must not be device memory, GEMM outputs must not overlap
  * their inputs, data-dependent indices (chosen, row_of, offsets, ids) are
- * range-checked, and scratch buffers are checked and scribbled over. Each
+ * range-checked, attention backward checks that out and lse are still the
+ * forward's, and scratch buffers are checked and scribbled over. Each
  * such failure returns MOE_ERR_INVALID with a message starting "emulated
  * CUDA". What it cannot see: stream ordering (everything here is
  * synchronous, so a missing moe_cuda_sync before reusing a host buffer goes
@@ -861,29 +862,15 @@ size_t moe_cuda_attention_scratch(int B, int T, int H, int KVH, int hd) {
     return n > 16 ? n : 16;
 }
 
-moe_status moe_cuda_attention_forward(moe_cuda *ctx, moe_dtype dt, void *out, float *lse,
-                                      const void *q, const void *k, const void *v,
-                                      const uint8_t *pad_mask, int B, int T, int H, int KVH, int hd,
-                                      int q_stride, int kv_stride, int causal) {
-    static const char fn[] = "moe_cuda_attention_forward";
-    CHECK_CTX();
-    TRY(attention_check(fn, dt, B, T, H, KVH, hd, q_stride, kv_stride));
-    const long rows = (long)B * T, qw = (long)H * hd, kw = (long)KVH * hd;
-    if (rows == 0) return MOE_OK;
-    DEV(out, nbytes(rows * qw, dt), "out");
-    DEV(lse, (size_t)B * H * T * 4, "lse");
-    DEV(q, extent(rows, qw, q_stride, dt), "q");
-    DEV(k, extent(rows, kw, kv_stride, dt), "k");
-    DEV(v, extent(rows, kw, kv_stride, dt), "v");
-    DEV_OPT(pad_mask, (size_t)rows, "pad_mask");
-    float *qf = load_rows(q, dt, rows, qw, q_stride), *kf = load_rows(k, dt, rows, kw, kv_stride);
-    float *vf = load_rows(v, dt, rows, kw, kv_stride), *o = zeros(rows * qw);
-    float *att = zeros((long)B * H * T * T);
-    attention_forward(o, att, qf, kf, vf, pad_mask, B, T, H, KVH, hd, (int)qw, (int)kw, causal);
-    /* lse [B,H,T] of the scaled scores over the keys the row sees, in double */
+/* lse [B,H,T] (fp32) of the scaled scores over the keys each row sees, in
+ * double, from the fp32 copies qf [B*T, H*hd] and kf [B*T, KVH*hd]; -inf for
+ * a row whose keys are all masked. */
+static void attention_lse(float *lse, const float *qf, const float *kf, const uint8_t *pad_mask,
+                          int B, int T, int H, int KVH, int hd, int causal) {
+    const long qw = (long)H * hd, kw = (long)KVH * hd;
     const double scale = 1.0 / sqrt((double)hd);
     const int group = H / KVH;
-    double *s = emu_xmalloc((size_t)T * sizeof *s);
+    double *s = emu_xmalloc((size_t)(T > 0 ? T : 1) * sizeof *s);
     for (int b = 0; b < B; b++)
         for (int hh = 0; hh < H; hh++)
             for (int t = 0; t < T; t++) {
@@ -908,11 +895,46 @@ moe_status moe_cuda_attention_forward(moe_cuda *ctx, moe_dtype dt, void *out, fl
                 }
                 lse[((long)b * H + hh) * T + t] = (float)r;
             }
-    store(out, dt, o, rows * qw);
-    free(s), free(qf), free(kf), free(vf), free(o), free(att);
-    return MOE_OK;
+    free(s);
 }
 
+/* Whether got and want [n] agree: the same infinities, else within tol
+ * relative (NaN never agrees). Index of the first disagreement, or -1. */
+static long first_mismatch(const float *got, const float *want, long n, double tol) {
+    for (long i = 0; i < n; i++) {
+        if (isinf(want[i]) || isinf(got[i])) {
+            if (got[i] != want[i]) return i;
+            continue;
+        }
+        if (!(fabs((double)got[i] - want[i]) <= tol * (1.0 + fabs((double)want[i])))) return i;
+    }
+    return -1;
+}
+
+moe_status moe_cuda_attention_forward(moe_cuda *ctx, moe_dtype dt, void *out, float *lse,
+                                      const void *q, const void *k, const void *v,
+                                      const uint8_t *pad_mask, int B, int T, int H, int KVH, int hd,
+                                      int q_stride, int kv_stride, int causal) {
+    static const char fn[] = "moe_cuda_attention_forward";
+    CHECK_CTX();
+    TRY(attention_check(fn, dt, B, T, H, KVH, hd, q_stride, kv_stride));
+    const long rows = (long)B * T, qw = (long)H * hd, kw = (long)KVH * hd;
+    if (rows == 0) return MOE_OK;
+    DEV(out, nbytes(rows * qw, dt), "out");
+    DEV(lse, (size_t)B * H * T * 4, "lse");
+    DEV(q, extent(rows, qw, q_stride, dt), "q");
+    DEV(k, extent(rows, kw, kv_stride, dt), "k");
+    DEV(v, extent(rows, kw, kv_stride, dt), "v");
+    DEV_OPT(pad_mask, (size_t)rows, "pad_mask");
+    float *qf = load_rows(q, dt, rows, qw, q_stride), *kf = load_rows(k, dt, rows, kw, kv_stride);
+    float *vf = load_rows(v, dt, rows, kw, kv_stride), *o = zeros(rows * qw);
+    float *att = zeros((long)B * H * T * T);
+    attention_forward(o, att, qf, kf, vf, pad_mask, B, T, H, KVH, hd, (int)qw, (int)kw, causal);
+    attention_lse(lse, qf, kf, pad_mask, B, T, H, KVH, hd, causal);
+    store(out, dt, o, rows * qw);
+    free(qf), free(kf), free(vf), free(o), free(att);
+    return MOE_OK;
+}
 moe_status moe_cuda_attention_backward(moe_cuda *ctx, moe_dtype dt, void *dq, void *dk, void *dv,
                                        const void *dout, const void *out, const void *q,
                                        const void *k, const void *v, const float *lse,
@@ -942,6 +964,28 @@ moe_status moe_cuda_attention_backward(moe_cuda *ctx, moe_dtype dt, void *dq, vo
     float *gq = zeros(rows * qw), *gk = zeros(rows * kw), *gv = zeros(rows * kw);
     /* the probabilities again (the GPU recomputes them from lse) */
     attention_forward(o, att, qf, kf, vf, pad_mask, B, T, H, KVH, hd, (int)qw, (int)kw, causal);
+    /* a flash backward reads out and lse: they must still be this forward's
+     * (a GPU given stale ones computes wrong gradients without a word) */
+    float *want_lse = emu_xmalloc((size_t)B * H * T * sizeof *want_lse);
+    attention_lse(want_lse, qf, kf, pad_mask, B, T, H, KVH, hd, causal);
+    float *got_out = load(out, dt, rows * qw);
+    /* loose bounds: a stale buffer is off by O(1), a bf16 rounding flip by 2^-8 */
+    const double tol = dt == MOE_DT_BF16 ? 1e-2 : 1e-4;
+    long bad_lse = first_mismatch(lse, want_lse, (long)B * H * T, 1e-4);
+    long bad_out = -1;
+    for (long i = 0; i < rows * qw && bad_out < 0; i++) {
+        float w = dt == MOE_DT_BF16 ? moe_bf16_to_float(moe_bf16_from_float(o[i])) : o[i];
+        if (first_mismatch(&got_out[i], &w, 1, tol) >= 0) bad_out = i;
+    }
+    free(want_lse), free(got_out);
+    if (bad_lse >= 0 || bad_out >= 0) {
+        free(qf), free(kf), free(vf), free(go), free(o), free(att), free(datt);
+        free(gq), free(gk), free(gv);
+        return moe_error(MOE_ERR_INVALID,
+                         EMU " %s: %s element %ld is not what the forward on these q, k, v "
+                             "gives (stale or wrong buffer)",
+                         fn, bad_lse >= 0 ? "lse" : "out", bad_lse >= 0 ? bad_lse : bad_out);
+    }
     attention_backward(gq, gk, gv, datt, go, qf, kf, vf, att, B, T, H, KVH, hd, (int)qw, (int)kw,
                        causal);
     store_rows(dq, dt, gq, rows, qw, q_stride);
