@@ -49,3 +49,40 @@ fi
 "$MOE" bench --config configs/tiny.json --steps 3 >"$WORK/cpu.json"
 [ "$(json_get "$WORK/cpu.json" "j['device'] + ' ' + j['precision']")" = "cpu fp32" ] ||
   fail "cpu bench: $(cat "$WORK/cpu.json")"
+
+# The whole --device cuda path (trainer, GPU transformer, MoE layers, sync
+# for evaluation and checkpoints, resume) on the EMULATED device (build/moe-emu:
+# the CUDA launchers replaced by host code, docs/cuda.md): it proves the wiring
+# on every machine, not the kernels. fp32, so it must follow the CPU run.
+[ -x "${MOE_EMU:-}" ] || { echo "no moe-emu: skipping the emulated run"; exit 0; }
+short=(--config configs/tiny.json --set train.steps=12 --set train.eval_every=6
+  --set train.checkpoint_every=6 --set train.log_every=3 --set train.sample_tokens=8 --quiet)
+"$MOE" train "${short[@]}" --set out_dir="$WORK/cpu" >/dev/null
+"$MOE_EMU" train "${short[@]}" --set out_dir="$WORK/emu" --device cuda --precision fp32 >/dev/null
+cpu=$(ls -d "$WORK"/cpu/tiny-*) emu=$(ls -d "$WORK"/emu/tiny-*)
+for f in checkpoints/latest/model.safetensors checkpoints/best/model.safetensors report.html; do
+  [ -e "$emu/$f" ] || fail "emulated cuda run lacks $f"
+done
+$PY - "$cpu" "$emu" <<'PY'
+import json, sys
+def curve(run, kind, key):
+    return [r[key] for r in map(json.loads, open(run + "/metrics.jsonl")) if r["kind"] == kind]
+cpu, emu = sys.argv[1], sys.argv[2]
+res = json.load(open(emu + "/results.json"))
+assert "emulat" in res["device"] and "fp32" in res["device"], res["device"]
+for kind, key in (("train", "train_loss"), ("eval", "val_loss")):
+    a, b = curve(cpu, kind, key), curve(emu, kind, key)
+    assert len(a) == len(b) and len(a) >= 3, (kind, a, b)
+    worst = max(abs(x - y) / abs(x) for x, y in zip(a, b))
+    assert worst < 1e-4, f"{key}: cpu {a} vs emulated cuda {b} (worst relative {worst:.2e})"
+    print(f"{key}: cpu and emulated cuda agree to {worst:.1e} over {len(a)} points")
+frac = [r for r in map(json.loads, open(emu + "/metrics.jsonl")) if r["kind"] == "train"][-1]
+assert abs(sum(frac["expert_fraction"]["0"].values()) - 1) < 1e-6, frac["expert_fraction"]
+PY
+# resume on the device from the checkpoint the device run wrote
+"$MOE_EMU" train --resume "$emu/checkpoints/step-000006" --set train.steps=12 --quiet \
+  --device cuda --precision fp32 >/dev/null
+"$MOE_EMU" bench --config configs/tiny.json --steps 3 --device cuda >"$WORK/emu_bench.json"
+json_get "$WORK/emu_bench.json" "'emulat' in j['device'] and j['tok_per_s'] > 0" | grep -qx True ||
+  fail "emulated bench: $(cat "$WORK/emu_bench.json")"
+echo "ok: emulated cuda training follows the CPU"
