@@ -9,16 +9,19 @@
  *     is bitwise;
  *  5. gpt_cuda_supported rejects what the GPU model does not compute, naming
  *     the config key (runs first: it needs no GPU).
- * Two configs: (a) MoE in every layer (SwiGLU experts), rotary positions,
+ * Three configs: (a) MoE in every layer (SwiGLU experts), rotary positions,
  * RMSNorm, untied head, no biases, dropless, Switch + z losses; (b) a dense
- * GELU block then a MoE block (GELU experts, capacity factor 1.25 with
- * drops), learned positions, LayerNorm, tied embeddings, attention biases.
+ * GELU block then a MoE block (GELU experts, capacity factor 1.0: with
+ * the boosted router 1.25 rarely dropped a pair at 96 tokens, 1.0 drops 4 to
+ * 22 per forward, asserted > 0), learned positions, LayerNorm, tied embeddings, attention biases;
+ * (c) dense SwiGLU blocks only, one kv head, rotary, LayerNorm.
  *
  * Routing is made decisive: the router weights are scaled up (x GATE_BOOST)
  * so the top-k gaps are far above fp32 rounding; in fp32 the per-expert
  * routed/kept counts must equal the CPU's. In bf16 a near-tie may still
- * route a token differently (the bounds absorb a few such tokens; the counts
- * are printed, not asserted). */
+ * route a token differently (the counts are printed, not asserted; the MoE
+ * gradients then get a loose bound, 3e-1, as a moved token moves whole
+ * expert rows, and with capacity other pairs' drops too). */
 #include "cuda_test.h"
 #include "models/cuda/gpt_cuda.h"
 #include "moe/config.h"
@@ -70,13 +73,22 @@ static const char *const cfg_b[] = {"model.vocab_size=64",
                                     "model.moe.top_k=2",
                                     "model.moe.d_ff=32",
                                     "model.moe.act=gelu",
-                                    "model.moe.capacity_factor=1.25",
+                                    "model.moe.capacity_factor=1.0",
                                     "model.moe.switch_coef=0.01",
                                     "model.moe.z_coef=0.001",
                                     "model.d_ff=96",
                                     "model.ffn_act=gelu",
                                     "train.seq_len=32",
                                     NULL};
+
+/* (c) dense only: SwiGLU FFNs, one kv head for two query heads (hd 32),
+ * rotary positions, LayerNorm without biases elsewhere, untied. */
+static const char *const cfg_c[] = {
+    "model.vocab_size=64",   "model.d_model=64",     "model.n_layer=2",
+    "model.n_head=2",        "model.n_kv_head=1",    "model.max_seq_len=32",
+    "model.pos=rope",        "model.norm=layernorm", "model.tied_embeddings=false",
+    "model.attn_bias=false", "model.moe_every=0",    "model.d_ff=96",
+    "model.ffn_act=swiglu",  "train.seq_len=32",     NULL};
 
 static void config_of(moe_run_config *rc, const char *const *sets) {
     moe_config_defaults(rc);
@@ -102,11 +114,14 @@ static moe_model *make_cpu(const char *const *sets, uint64_t seed) {
     return m;
 }
 
-/* A random batch: tokens in [0, V), targets in [0, V) with ~1 in 10 ignored. */
-static void make_batch(int32_t *tok, int32_t *tgt, long n, int V, moe_rng *r) {
+/* A random batch: tokens in [0, V); ~1 in 10 targets ignored (-1), the rest
+ * random in [0, V), or with learnable a function of the token (so training
+ * lowers the loss). */
+static void make_batch(int32_t *tok, int32_t *tgt, long n, int V, moe_rng *r, int learnable) {
     for (long i = 0; i < n; i++) {
         tok[i] = (int32_t)moe_rng_below(r, (uint32_t)V);
-        tgt[i] = moe_rng_below(r, 10) == 0 ? -1 : (int32_t)moe_rng_below(r, (uint32_t)V);
+        int32_t y = learnable ? (tok[i] * 7 + 3) % V : (int32_t)moe_rng_below(r, (uint32_t)V);
+        tgt[i] = moe_rng_below(r, 10) == 0 ? -1 : y;
     }
 }
 
@@ -120,9 +135,11 @@ static gpt_cuda *make_gpu(const moe_model *cpu, moe_dtype dt) {
     return g;
 }
 
-/* MoE routing counts of the last forwards, GPU against CPU: equal in fp32. */
-static void check_routing(gpt_cuda *g, moe_model *cpu, moe_dtype dt) {
+/* MoE routing counts of the last forwards, GPU against CPU: equal in fp32
+ * (asserted); returns whether they are equal. */
+static int check_routing(gpt_cuda *g, moe_model *cpu, moe_dtype dt) {
     assert_int_equal(gpt_cuda_moe_layers(g), moe_model_moe_layers(cpu));
+    int all = 1;
     for (int i = 0; i < gpt_cuda_moe_layers(g); i++) {
         moe_layer_cuda_stats s;
         CUDA_OK(gpt_cuda_layer_stats(g, i, &s));
@@ -134,7 +151,9 @@ static void check_routing(gpt_cuda *g, moe_model *cpu, moe_dtype dt) {
         printf("  MoE layer %d: %d rows, %d dropped; routed/kept %s the CPU's\n", i, s.n_rows,
                s.n_dropped, same ? "equal" : "DIFFER FROM");
         if (dt == MOE_DT_F32) assert_true(same);
+        all &= same;
     }
+    return all;
 }
 
 /* Check 1: one forward on two batch shapes. */
@@ -147,9 +166,10 @@ static void check_forward(const char *const *sets, moe_dtype dt) {
     moe_arena_init(&arena);
     const int shapes[2][2] = {{B_, T_}, {2, 17}};
     const double bound = cuda_test_bound(dt, 1e-5, 2e-2);
+    int dropped = 0;
     for (int s = 0; s < 2; s++) {
         int B = shapes[s][0], T = shapes[s][1], N = B * T;
-        make_batch(tok, tgt, N, V, &rng);
+        make_batch(tok, tgt, N, V, &rng, 0);
         double ce_c = 0, aux_c = 0, ce_g = 0, aux_g = 0;
         moe_arena_reset(&arena);
         CUDA_OK(moe_model_forward(cpu, tok, tgt, B, T, 1, NULL, &arena, &ce_c, &aux_c));
@@ -164,7 +184,12 @@ static void check_forward(const char *const *sets, moe_dtype dt) {
         cuda_assert_close("logits", logits, moe_model_logits(cpu), (long)N * V, bound);
         free(logits);
         check_routing(g, cpu, dt);
+        for (int i = 0; i < moe_model_moe_layers(cpu); i++)
+            dropped += moe_model_layer_stats(cpu, i)->n_dropped;
     }
+    /* the capacity config must really drop pairs (on the CPU: 4 to 22 per
+     * forward in trials), or its drop path went untested */
+    if (moe_model_config_of(cpu)->moe.capacity_factor > 0) assert_true(dropped > 0);
     moe_arena_free(&arena);
     gpt_cuda_destroy(g);
     moe_model_free(cpu);
@@ -181,20 +206,26 @@ static void check_grads(const char *const *sets, moe_dtype dt) {
     moe_arena_init(&arena);
     moe_model_zero_grads(cpu);
     CUDA_OK(gpt_cuda_zero_grads(g));
+    int same_routing = 1;
     for (int round = 0; round < 2; round++) {
-        make_batch(tok, tgt, N, V, &rng);
+        make_batch(tok, tgt, N, V, &rng, 0);
         moe_arena_reset(&arena);
         CUDA_OK(moe_model_forward(cpu, tok, tgt, B_, T_, 1, NULL, &arena, NULL, NULL));
         CUDA_OK(moe_model_backward(cpu, &arena, 0.5f));
         CUDA_OK(gpt_cuda_forward(g, tok, tgt, B_, T_, 1));
         CUDA_OK(gpt_cuda_backward(g, 0.5f));
-        check_routing(g, cpu, dt);
+        same_routing &= check_routing(g, cpu, dt);
     }
     float *grads = malloc(t->total * sizeof(float));
     CUDA_OK(gpt_cuda_read_grads(g, grads));
-    const double bound = cuda_test_bound(dt, 1e-4, 6e-2);
+    /* bf16: a token routed differently (a near-tie after bf16 rounding; with
+     * capacity it can move other pairs' drops too) changes its experts'
+     * gradients by whole rows, so the MoE tensors get a loose bound then */
+    if (!same_routing) printf("  (bf16 routing differs from the CPU's: MoE tensors loosely)\n");
     for (int i = 0; i < t->count; i++) {
         const moe_tensor_info *ti = &t->tensors[i];
+        int moe = strstr(ti->name, "block_sparse_moe") != NULL;
+        double bound = cuda_test_bound(dt, 1e-4, moe && !same_routing ? 3e-1 : 6e-2);
         cuda_assert_close(ti->name, grads + ti->offset, moe_model_grads(cpu) + ti->offset,
                           (long)ti->numel, bound);
     }
@@ -222,7 +253,8 @@ static void check_training(const char *const *sets, moe_dtype dt) {
     int32_t *tgt = malloc((size_t)STEPS * N * sizeof *tgt);
     moe_rng brng; /* fixed batches, the same every run */
     moe_rng_seed(&brng, 1234);
-    for (int s = 0; s < STEPS; s++) make_batch(tok + (long)s * N, tgt + (long)s * N, N, V, &brng);
+    for (int s = 0; s < STEPS; s++)
+        make_batch(tok + (long)s * N, tgt + (long)s * N, N, V, &brng, 1);
     moe_arena arena;
     moe_arena_init(&arena);
     const double bound = cuda_test_bound(dt, 1e-4, 3e-2);
@@ -306,6 +338,8 @@ static void test_forward(void **state) {
         check_forward(cfg_a, (moe_dtype)dt);
         printf("config b (%s)\n", moe_dtype_name((moe_dtype)dt));
         check_forward(cfg_b, (moe_dtype)dt);
+        printf("config c (%s)\n", moe_dtype_name((moe_dtype)dt));
+        check_forward(cfg_c, (moe_dtype)dt);
     }
 }
 
@@ -316,6 +350,8 @@ static void test_grads(void **state) {
         check_grads(cfg_a, (moe_dtype)dt);
         printf("config b (%s)\n", moe_dtype_name((moe_dtype)dt));
         check_grads(cfg_b, (moe_dtype)dt);
+        printf("config c (%s)\n", moe_dtype_name((moe_dtype)dt));
+        check_grads(cfg_c, (moe_dtype)dt);
     }
 }
 
@@ -326,6 +362,8 @@ static void test_training(void **state) {
         check_training(cfg_a, (moe_dtype)dt);
         printf("config b (%s)\n", moe_dtype_name((moe_dtype)dt));
         check_training(cfg_b, (moe_dtype)dt);
+        printf("config c (%s)\n", moe_dtype_name((moe_dtype)dt));
+        check_training(cfg_c, (moe_dtype)dt);
     }
 }
 
@@ -371,6 +409,8 @@ static void test_supported(void **state) {
     config_of(&rc, cfg_a);
     CUDA_OK(gpt_cuda_supported(&rc.model));
     config_of(&rc, cfg_b);
+    CUDA_OK(gpt_cuda_supported(&rc.model));
+    config_of(&rc, cfg_c);
     CUDA_OK(gpt_cuda_supported(&rc.model));
     check_rejects("model.dropout=0.1", "model.dropout");
     check_rejects("model.post_ln=true", "model.post_ln");

@@ -56,8 +56,13 @@ moe_status gpt_cuda_supported(const moe_model_config *c) {
 /* A device buffer remembered for destroy. */
 static moe_status dalloc(gpt_cuda *g, void **p, size_t bytes) {
     *p = NULL;
-    if (g->n_allocs == GPT_CUDA_MAX_ALLOCS)
-        return moe_error(MOE_ERR_NOMEM, "gpt_cuda: too many device buffers");
+    if (g->n_allocs == g->cap_allocs) {
+        int cap = g->cap_allocs ? 2 * g->cap_allocs : 64;
+        void **a = realloc(g->allocs, (size_t)cap * sizeof *a);
+        if (!a) return moe_error(MOE_ERR_NOMEM, "gpt_cuda: out of memory");
+        g->allocs = a;
+        g->cap_allocs = cap;
+    }
     moe_status st = moe_cuda_alloc(g->ctx, p, bytes ? bytes : 16);
     if (st != MOE_OK) return st;
     g->allocs[g->n_allocs++] = *p;
@@ -253,6 +258,7 @@ void gpt_cuda_destroy(gpt_cuda *g) {
     if (g->acts)
         for (int l = 0; l < g->L; l++) moe_layer_cuda_workspace_destroy(g->acts[l].ws);
     for (int i = 0; i < g->n_allocs; i++) moe_cuda_free(g->ctx, g->allocs[i]);
+    free(g->allocs);
     free(g->block_is_moe);
     free(g->moe_block);
     free(g->off.blocks);

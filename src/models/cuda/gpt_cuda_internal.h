@@ -31,8 +31,6 @@ typedef struct gpt_cuda_block_acts {
     moe_layer_cuda_ws *ws;      /* MoE FFN */
 } gpt_cuda_block_acts;
 
-#define GPT_CUDA_MAX_ALLOCS 256
-
 struct gpt_cuda {
     moe_cuda *ctx;
     moe_model_config cfg; /* as the CPU model holds it (moe.d_model set) */
@@ -75,8 +73,8 @@ struct gpt_cuda {
     void *att_scratch;
     size_t att_scratch_bytes;
     /* every device allocation, freed by destroy */
-    void *allocs[GPT_CUDA_MAX_ALLOCS];
-    int n_allocs;
+    void **allocs;
+    int n_allocs, cap_allocs;
 };
 
 /* Device pointer to element i of a dt buffer. */
