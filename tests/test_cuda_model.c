@@ -156,6 +156,27 @@ static int check_routing(gpt_cuda *g, moe_model *cpu, moe_dtype dt) {
     return all;
 }
 
+/* Rows whose routing (chosen experts and which pairs were kept) in every
+ * MoE layer equals the CPU's: same[N] = 1; returns their count. */
+static int same_routing_rows(gpt_cuda *g, moe_model *cpu, int N, unsigned char *same) {
+    memset(same, 1, (size_t)N);
+    for (int i = 0; i < gpt_cuda_moe_layers(g); i++) {
+        const moe_layer_cuda_ws *ws = gpt_cuda_layer_ws(g, i);
+        const moe_layer_stats *c = moe_model_layer_stats(cpu, i);
+        const int k = ws->cfg.top_k;
+        int32_t *chosen = malloc((size_t)N * k * 4), *row_of = malloc((size_t)N * k * 4);
+        CUDA_OK(moe_cuda_download(cuda_test_ctx, chosen, ws->chosen, (size_t)N * k * 4));
+        CUDA_OK(moe_cuda_download(cuda_test_ctx, row_of, ws->row_of, (size_t)N * k * 4));
+        for (long p = 0; p < (long)N * k; p++)
+            if (chosen[p] != c->chosen[p] || (row_of[p] >= 0) != (c->kept_pair[p] >= 0))
+                same[p / k] = 0;
+        free(chosen), free(row_of);
+    }
+    int n = 0;
+    for (int t = 0; t < N; t++) n += same[t];
+    return n;
+}
+
 /* Check 1: one forward on two batch shapes. */
 static void check_forward(const char *const *sets, moe_dtype dt) {
     moe_model *cpu = make_cpu(sets, 5);
@@ -181,8 +202,27 @@ static void check_forward(const char *const *sets, moe_dtype dt) {
         assert_true(rel(aux_g, aux_c) <= (dt == MOE_DT_F32 ? 1e-4 : 5e-2));
         float *logits = malloc((size_t)N * V * sizeof(float));
         CUDA_OK(gpt_cuda_read_logits(g, 0, N, logits));
-        cuda_assert_close("logits", logits, moe_model_logits(cpu), (long)N * V, bound);
-        free(logits);
+        /* fp32: every token routed as on the CPU. bf16: a near-tie may route
+         * a token differently (or, at capacity, drop another pair), which
+         * changes that row by far more than rounding: the logits are
+         * compared on the rows routed alike (attention spreads a moved
+         * token's change to later rows only weakly) */
+        unsigned char same[B_ * T_];
+        int n_same = same_routing_rows(g, cpu, N, same);
+        printf("  %d of %d rows routed as on the CPU\n", n_same, N);
+        if (dt == MOE_DT_F32) assert_int_equal(n_same, N);
+        assert_true(n_same >= N / 2);
+        float *want = malloc((size_t)N * V * sizeof(float));
+        long rows = 0;
+        for (int t = 0; t < N; t++)
+            if (same[t]) {
+                memcpy(logits + rows * V, logits + (long)t * V, (size_t)V * sizeof(float));
+                memcpy(want + rows * V, moe_model_logits(cpu) + (long)t * V,
+                       (size_t)V * sizeof(float));
+                rows++;
+            }
+        cuda_assert_close("logits (rows routed alike)", logits, want, rows * V, bound);
+        free(logits), free(want);
         check_routing(g, cpu, dt);
         for (int i = 0; i < moe_model_moe_layers(cpu); i++)
             dropped += moe_model_layer_stats(cpu, i)->n_dropped;

@@ -379,6 +379,10 @@ moe_status gpt_cuda_layer_stats(gpt_cuda *g, int i, moe_layer_cuda_stats *out) {
     return moe_layer_cuda_stats_read(g->acts[g->moe_block[i]].ws, out);
 }
 
+const moe_layer_cuda_ws *gpt_cuda_layer_ws(const gpt_cuda *g, int i) {
+    return i >= 0 && i < g->n_moe ? g->acts[g->moe_block[i]].ws : NULL;
+}
+
 moe_status gpt_cuda_read_grads(gpt_cuda *g, float *host) {
     return moe_cuda_download(g->ctx, host, g->grads, g->total * sizeof(float));
 }

@@ -70,6 +70,10 @@ moe_status gpt_cuda_layer_stats(gpt_cuda *g, int i, moe_layer_cuda_stats *out);
 /* Tests: the fp32 gradient block [table total] in the CPU layout
  * (moe_model_grads' layout) into host (synchronises). */
 moe_status gpt_cuda_read_grads(gpt_cuda *g, float *host);
+/* Tests: MoE layer i's workspace (its device buffers hold the last
+ * forward's routing: chosen, row_of, ...), read-only; NULL when out of
+ * range. */
+const moe_layer_cuda_ws *gpt_cuda_layer_ws(const gpt_cuda *g, int i);
 
 /* Copies the device's fp32 master parameters into cpu (same config), and
  * when opt is not NULL (AdamW over the same table) its m, v and step count:
