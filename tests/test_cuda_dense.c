@@ -558,6 +558,20 @@ static void test_bad_arguments(void **state) {
                    "adamw step 0");
     h.step = 1;
     expect_invalid(moe_cuda_adamw_step(c, d, d, d, d, NULL, MOE_DT_F32, -4, &h, NULL), "adamw n<0");
+    /* NULL where a buffer is required (non-empty sizes) */
+    expect_invalid(moe_cuda_layernorm_forward(c, MOE_DT_F32, d, NULL, d, d, d, NULL, 4, 8, 1e-5f),
+                   "layernorm mean NULL");
+    expect_invalid(moe_cuda_rmsnorm_forward(c, MOE_DT_F32, d, d, d, NULL, 4, 8, 1e-5f),
+                   "rmsnorm weight NULL");
+    expect_invalid(moe_cuda_act_forward(c, MOE_DT_F32, MOE_CUDA_GELU, NULL, d, 4), "act out NULL");
+    expect_invalid(moe_cuda_embedding_forward(c, MOE_DT_F32, d, NULL, d, 4, 4),
+                   "embedding ids NULL");
+    expect_invalid(moe_cuda_crossentropy(c, MOE_DT_F32, d, NULL, NULL, NULL, d, 4, 8, -100, 1, d),
+                   "crossentropy logits NULL");
+    expect_invalid(moe_cuda_sumsq(c, NULL, d, 4), "sumsq out NULL");
+    expect_invalid(moe_cuda_adamw_step(c, d, NULL, d, d, NULL, MOE_DT_F32, 4, &h, NULL),
+                   "adamw grad NULL");
+    expect_invalid(moe_cuda_cast(c, d, MOE_DT_BF16, d, MOE_DT_F32, -1), "cast n<0");
     /* nothing was launched: the context still works */
     CUDA_OK(moe_cuda_sync(c));
 }

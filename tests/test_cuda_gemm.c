@@ -79,6 +79,63 @@ static void test_matmul(void **state) {
     check_matmul(MOE_DT_BF16, 1, 8, 3);
 }
 
+static void expect_invalid(moe_status st, const char *what) {
+    if (st != MOE_ERR_INVALID) fail_msg("%s: status %d, expected MOE_ERR_INVALID", what, (int)st);
+    printf("  %s: %s\n", what, moe_last_error());
+}
+
+/* Empty and degenerate shapes: OC = 0 launches nothing (a 0-block grid is a
+ * CUDA error), C = 0 gives out = bias and dinp = 0 through cuBLAS with
+ * k = 0 and leading dimension 0; bad arguments are MOE_ERR_INVALID. */
+static void test_matmul_edges(void **state) {
+    (void)state;
+    moe_cuda *c = cuda_test_ctx;
+    const int N = 3, C = 4, OC = 2;
+    float b[2] = {1.5f, -2.25f}, ones[12];
+    for (int i = 0; i < 12; i++) ones[i] = 1.0f;
+    for (int dt = 0; dt < 2; dt++) {
+        float *gb = cuda_test_upload(b, OC, MOE_DT_F32);
+        void *gx = cuda_test_upload(ones, (long)N * C, (moe_dtype)dt);
+        void *gw = cuda_test_upload(ones, (long)OC * C, (moe_dtype)dt);
+        void *gdy = cuda_test_upload(ones, (long)N * OC, (moe_dtype)dt);
+        float *gdb = cuda_test_upload(b, OC, MOE_DT_F32), *gdw = cuda_test_upload(ones, 8, 0);
+        /* OC = 0 with a bias and every gradient: nothing to do */
+        CUDA_OK(moe_cuda_matmul_forward(c, (moe_dtype)dt, gdy, gx, gw, gb, N, C, 0));
+        void *gdx = cuda_test_poisoned((long)N * C, (moe_dtype)dt);
+        CUDA_OK(moe_cuda_matmul_backward(c, (moe_dtype)dt, gdx, gdw, gdb, gdy, gx, gw, N, C, 0));
+        float *hdx = cuda_test_download(gdx, (long)N * C, (moe_dtype)dt), zeros[12] = {0};
+        cuda_assert_close("matmul OC=0: dinp = 0", hdx, zeros, (long)N * C, 0);
+        /* C = 0: out = bias on every row; dbias still adds the column sums */
+        void *gy = cuda_test_poisoned((long)N * OC, (moe_dtype)dt);
+        CUDA_OK(moe_cuda_matmul_forward(c, (moe_dtype)dt, gy, gx, gw, gb, N, 0, OC));
+        CUDA_OK(moe_cuda_matmul_backward(c, (moe_dtype)dt, NULL, NULL, gdb, gdy, gx, gw, N, 0, OC));
+        float *hy = cuda_test_download(gy, (long)N * OC, (moe_dtype)dt);
+        float *hdb = cuda_test_download(gdb, OC, MOE_DT_F32);
+        float want[6], wdb[2] = {b[0] + N, b[1] + N};
+        for (int i = 0; i < N * OC; i++) want[i] = b[i % OC];
+        cuda_test_round(want, N * OC, (moe_dtype)dt);
+        cuda_assert_close("matmul C=0: out = bias", hy, want, (long)N * OC, 0);
+        cuda_assert_close("matmul C=0: dbias += column sums", hdb, wdb, OC, 0);
+        free(hdx), free(hy), free(hdb);
+        void *bufs[] = {gb, gx, gw, gdy, gdb, gdw, gdx, gy};
+        for (int i = 0; i < 8; i++) moe_cuda_free(c, bufs[i]);
+    }
+    float dummy[4] = {0};
+    void *d = dummy; /* never dereferenced: the checks come first */
+    expect_invalid(moe_cuda_matmul_forward(c, MOE_DT_F32, d, d, d, NULL, -1, 4, 4),
+                   "matmul_forward N<0");
+    expect_invalid(moe_cuda_matmul_backward(c, MOE_DT_F32, NULL, NULL, dummy, d, d, d, 4, 4, -1),
+                   "matmul_backward OC<0");
+    expect_invalid(moe_cuda_gemm(c, 0, 0, 4, 4, 4, 1, d, 3, d, 4, MOE_DT_F32, 0, d, MOE_DT_F32, 4),
+                   "gemm lda < K");
+    expect_invalid(
+        moe_cuda_gemm(c, 1, 0, 4, 4, 4, 1, d, 4, d, 4, MOE_DT_F32, 0, NULL, MOE_DT_F32, 4),
+        "gemm C NULL");
+    expect_invalid(moe_cuda_gemm(c, 0, 0, 4, 5, 4, 1, d, 4, d, 5, MOE_DT_F32, 0, d, MOE_DT_F32, 4),
+                   "gemm ldc < N");
+    CUDA_OK(moe_cuda_sync(c)); /* nothing was launched: the context still works */
+}
+
 static void test_cast_roundtrip(void **state) {
     (void)state;
     long n = 100003;
@@ -107,6 +164,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gemm),
         cmocka_unit_test(test_matmul),
+        cmocka_unit_test(test_matmul_edges),
         cmocka_unit_test(test_cast_roundtrip),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);

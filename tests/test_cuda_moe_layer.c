@@ -209,6 +209,18 @@ static void assert_ints_equal(const char *what, const int32_t *got, const int *w
     printf("  %-40s n=%-9ld equal\n", what, n);
 }
 
+/* The workspace poison (bytes 0xff) reads as -1 in row_of, which is also
+ * its value for a dropped pair: refill row_of with bytes 0xa5 (a large
+ * negative int), so a dropped pair left unwritten shows. */
+static void poison_row_of(moe_layer_cuda_ws *ws) {
+    const size_t n = (size_t)ws->T_max * (size_t)ws->cfg.top_k * sizeof(int32_t);
+    void *h = malloc(n);
+    memset(h, 0xa5, n);
+    CUDA_OK(moe_cuda_upload(cuda_test_ctx, ws->row_of, h, n));
+    CUDA_OK(moe_cuda_sync(cuda_test_ctx));
+    free(h);
+}
+
 /* got - base vs want - base over n fp32 values: what was ADDED. */
 static void assert_added(const char *what, float *got, float *want, const float *base, long n,
                          double bound) {
@@ -279,6 +291,7 @@ static void check_case(const layer_case *lc, moe_dtype dt, moe_layer_cuda_ws *ws
     if (own_ws) {
         CUDA_OK(moe_layer_cuda_workspace_create(&ws, ctx, cfg, lc->T_max, dt));
         CUDA_OK(moe_layer_cuda_workspace_poison(ws)); /* read before written: NaN */
+        poison_row_of(ws);
     }
     CUDA_OK(moe_layer_cuda_forward(ws, &gp, gout, gx, T, 1));
     CUDA_OK(moe_layer_cuda_backward(ws, &gp, &gg, gdx, gdout, lc->daux));
@@ -403,6 +416,7 @@ static void test_reuse(void **state) {
         CUDA_OK(
             moe_layer_cuda_workspace_create(&ws, cuda_test_ctx, &c.cfg, c.T_max, (moe_dtype)dt));
         CUDA_OK(moe_layer_cuda_workspace_poison(ws));
+        poison_row_of(ws);
         const int Ts[] = {512, 97, 333, 1};
         for (int i = 0; i < 4; i++) {
             c.T = Ts[i];

@@ -93,6 +93,7 @@ moe_status moe_cuda_act_forward(moe_cuda *ctx, moe_dtype dt, moe_cuda_act act, v
     MOE_CUDA_REQUIRE(act == MOE_CUDA_RELU || act == MOE_CUDA_GELU || act == MOE_CUDA_SILU,
                      "moe_cuda_act_forward");
     if (n == 0) return MOE_OK;
+    MOE_CUDA_REQUIRE(out && inp, "moe_cuda_act_forward");
     unsigned blocks = act_blocks(n);
     MOE_DISPATCH_DT(dt, T, {
         T *o = (T *)out;
@@ -114,6 +115,7 @@ moe_status moe_cuda_act_backward(moe_cuda *ctx, moe_dtype dt, moe_cuda_act act, 
     MOE_CUDA_REQUIRE(act == MOE_CUDA_RELU || act == MOE_CUDA_GELU || act == MOE_CUDA_SILU,
                      "moe_cuda_act_backward");
     if (n == 0) return MOE_OK;
+    MOE_CUDA_REQUIRE(dinp && dout && inp, "moe_cuda_act_backward");
     unsigned blocks = act_blocks(n);
     MOE_DISPATCH_DT(dt, T, {
         T *dx = (T *)dinp;
@@ -136,6 +138,7 @@ moe_status moe_cuda_swiglu_forward(moe_cuda *ctx, moe_dtype dt, void *out, const
                                    const void *b, long n) {
     MOE_CUDA_REQUIRE(n >= 0, "moe_cuda_swiglu_forward");
     if (n == 0) return MOE_OK;
+    MOE_CUDA_REQUIRE(out && a && b, "moe_cuda_swiglu_forward");
     MOE_DISPATCH_DT(dt, T,
                     swiglu_forward_kernel<T><<<act_blocks(n), ACT_THREADS, 0, ctx->stream>>>(
                         (T *)out, (const T *)a, (const T *)b, n););
@@ -147,6 +150,7 @@ moe_status moe_cuda_swiglu_backward(moe_cuda *ctx, moe_dtype dt, void *da, void 
                                     const void *dout, const void *a, const void *b, long n) {
     MOE_CUDA_REQUIRE(n >= 0, "moe_cuda_swiglu_backward");
     if (n == 0) return MOE_OK;
+    MOE_CUDA_REQUIRE(da && db && dout && a && b, "moe_cuda_swiglu_backward");
     MOE_DISPATCH_DT(dt, T,
                     swiglu_backward_kernel<T><<<act_blocks(n), ACT_THREADS, 0, ctx->stream>>>(
                         (T *)da, (T *)db, (const T *)dout, (const T *)a, (const T *)b, n););
@@ -158,6 +162,7 @@ moe_status moe_cuda_residual_forward(moe_cuda *ctx, moe_dtype dt, void *out, con
                                      const void *b, long n) {
     MOE_CUDA_REQUIRE(n >= 0, "moe_cuda_residual_forward");
     if (n == 0) return MOE_OK;
+    MOE_CUDA_REQUIRE(out && a && b, "moe_cuda_residual_forward");
     MOE_DISPATCH_DT(dt, T,
                     residual_forward_kernel<T><<<act_blocks(n), ACT_THREADS, 0, ctx->stream>>>(
                         (T *)out, (const T *)a, (const T *)b, n););
@@ -169,6 +174,7 @@ moe_status moe_cuda_residual_backward(moe_cuda *ctx, moe_dtype dt, void *da, voi
                                       const void *dout, long n) {
     MOE_CUDA_REQUIRE(n >= 0, "moe_cuda_residual_backward");
     if (n == 0) return MOE_OK;
+    MOE_CUDA_REQUIRE(da && db && dout, "moe_cuda_residual_backward");
     MOE_DISPATCH_DT(dt, T,
                     residual_backward_kernel<T><<<act_blocks(n), ACT_THREADS, 0, ctx->stream>>>(
                         (T *)da, (T *)db, (const T *)dout, n););

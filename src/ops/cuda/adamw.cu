@@ -38,7 +38,7 @@ __global__ void sumsq_finish_kernel(float *out, const double *part, int P) {
  * same order (deterministic). The partials live in a temporary buffer from
  * cudaMallocAsync on the context's stream (stream-ordered, no host sync). */
 moe_status moe_cuda_sumsq(moe_cuda *ctx, float *out, const float *g, long n) {
-    MOE_CUDA_REQUIRE(n >= 0, "moe_cuda_sumsq");
+    MOE_CUDA_REQUIRE(n >= 0 && out != NULL && (n == 0 || g != NULL), "moe_cuda_sumsq");
     long want =
         (n + (long)SUMSQ_THREADS * SUMSQ_PER_THREAD - 1) / ((long)SUMSQ_THREADS * SUMSQ_PER_THREAD);
     int P = want < 1 ? 1 : want > SUMSQ_MAX_BLOCKS ? SUMSQ_MAX_BLOCKS : (int)want;
@@ -85,12 +85,15 @@ __global__ void adamw_kernel(float *param, const float *grad, float *m, float *v
     }
     for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n;
          i += (long)gridDim.x * blockDim.x) {
-        float g = grad[i] * clip;
-        float p = param[i] * k.decay;
-        float mi = m[i] * k.b1 + k.c1 * g, vi = v[i] * k.b2 + k.c2 * g * g;
+        /* __fmul_rn/__fadd_rn: no fused multiply-adds, as the CPU (C11, no
+         * contraction) rounds every product and sum on its own */
+        float g = __fmul_rn(grad[i], clip);
+        float p = __fmul_rn(param[i], k.decay);
+        float mi = __fadd_rn(__fmul_rn(m[i], k.b1), __fmul_rn(k.c1, g));
+        float vi = __fadd_rn(__fmul_rn(v[i], k.b2), __fmul_rn(__fmul_rn(k.c2, g), g));
         m[i] = mi;
         v[i] = vi;
-        p = p - k.step_size * (mi / (sqrtf(vi) / k.bc2_sqrt + k.eps));
+        p = __fsub_rn(p, __fmul_rn(k.step_size, mi / (sqrtf(vi) / k.bc2_sqrt + k.eps)));
         param[i] = p;
         if (copy) st(copy, i, p);
     }
@@ -102,6 +105,7 @@ moe_status moe_cuda_adamw_step(moe_cuda *ctx, float *param, const float *grad, f
     MOE_CUDA_REQUIRE(n >= 0 && h != NULL, "moe_cuda_adamw_step");
     MOE_CUDA_REQUIRE(h->step >= 1, "moe_cuda_adamw_step");
     if (n == 0) return MOE_OK;
+    MOE_CUDA_REQUIRE(param && grad && m && v, "moe_cuda_adamw_step");
     const double b1 = h->beta1, b2 = h->beta2, t = (double)h->step;
     adamw_consts k;
     k.decay = (float)(1.0 - (double)h->lr * h->weight_decay);

@@ -9,6 +9,9 @@
 #define MOE_CUBLAS_WORKSPACE (32u << 20)
 
 moe_status moe_cuda_fail(cudaError_t e, const char *what, const char *file, int line) {
+    /* A failed runtime call also leaves its error as the thread's last error:
+     * clear it (when not sticky), or the next launch check reports it again. */
+    cudaGetLastError();
     return moe_error(e == cudaErrorMemoryAllocation ? MOE_ERR_NOMEM : MOE_ERR_UNSUPPORTED,
                      "CUDA: %s failed: %s (%s) at %s:%d", what, cudaGetErrorName(e),
                      cudaGetErrorString(e), file, line);
@@ -79,6 +82,13 @@ moe_status moe_cuda_create(moe_cuda **out, int device) {
         ctx->workspace_bytes = MOE_CUBLAS_WORKSPACE;
         MOE_CUDA_TRY(cudaMalloc(&ctx->workspace, ctx->workspace_bytes));
         MOE_CUBLAS_TRY(cublasSetWorkspace(ctx->blas, ctx->workspace, ctx->workspace_bytes));
+        /* Launchers that take stream-ordered scratch (cudaMallocAsync: norm
+         * gradients, sums of squares) reuse the pool's memory instead of
+         * returning it to the driver at every synchronisation. */
+        cudaMemPool_t pool;
+        MOE_CUDA_TRY(cudaDeviceGetDefaultMemPool(&pool, device));
+        uint64_t keep = UINT64_MAX;
+        MOE_CUDA_TRY(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep));
         /* fp32 GEMMs stay fp32 (no TF32), so they match the CPU reference. */
         MOE_CUBLAS_TRY(cublasSetMathMode(ctx->blas, CUBLAS_DEFAULT_MATH));
         return MOE_OK;

@@ -112,6 +112,7 @@ moe_status moe_cuda_crossentropy(moe_cuda *ctx, moe_dtype dt, float *loss, int *
                                  int V, int ignore_index, float scale, void *scratch) {
     MOE_CUDA_REQUIRE(N >= 0 && V >= 1, "moe_cuda_crossentropy");
     MOE_CUDA_REQUIRE(loss != NULL && scratch != NULL, "moe_cuda_crossentropy");
+    MOE_CUDA_REQUIRE(N == 0 || (logits != NULL && targets != NULL), "moe_cuda_crossentropy");
     ce_head *head = (ce_head *)scratch;
     float *rowloss = (float *)(head + 1);
     ce_count_kernel<<<1, CE_SUM_THREADS, 0, ctx->stream>>>(head, count, targets, N, V,

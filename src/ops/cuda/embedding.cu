@@ -41,6 +41,7 @@ moe_status moe_cuda_embedding_forward(moe_cuda *ctx, moe_dtype dt, void *out, co
     MOE_CUDA_REQUIRE(N >= 0 && C >= 0, "moe_cuda_embedding_forward");
     long n = (long)N * C;
     if (n == 0) return MOE_OK;
+    MOE_CUDA_REQUIRE(out && ids && table, "moe_cuda_embedding_forward");
     MOE_DISPATCH_DT(dt, T,
                     embedding_forward_kernel<T><<<emb_blocks(n), EMB_THREADS, 0, ctx->stream>>>(
                         (T *)out, ids, (const T *)table, N, C););
@@ -53,6 +54,7 @@ moe_status moe_cuda_embedding_backward(moe_cuda *ctx, moe_dtype dt, float *dtabl
     MOE_CUDA_REQUIRE(N >= 0 && C >= 0, "moe_cuda_embedding_backward");
     long n = (long)N * C;
     if (n == 0) return MOE_OK;
+    MOE_CUDA_REQUIRE(dtable && dout && ids, "moe_cuda_embedding_backward");
     MOE_DISPATCH_DT(dt, T,
                     embedding_backward_kernel<T><<<emb_blocks(n), EMB_THREADS, 0, ctx->stream>>>(
                         dtable, (const T *)dout, ids, N, C););

@@ -13,6 +13,14 @@ moe_status moe_cuda_gemm(moe_cuda *ctx, int trans_a, int trans_b, int M, int N, 
                          float beta, void *C, moe_dtype c_dt, int ldc) {
     MOE_CUDA_REQUIRE(M >= 0 && N >= 0 && K >= 0, "moe_cuda_gemm");
     if (M == 0 || N == 0) return MOE_OK;
+    MOE_CUDA_REQUIRE(C != NULL && (K == 0 || (A != NULL && B != NULL)), "moe_cuda_gemm");
+    /* row-major leading dimensions: the length of a stored row */
+    MOE_CUDA_REQUIRE(lda >= (trans_a ? M : K) && ldb >= (trans_b ? K : N) && ldc >= N,
+                     "moe_cuda_gemm");
+    /* K == 0 (C = beta C): cuBLAS wants every leading dimension >= 1, even
+     * of a matrix with no elements */
+    if (lda < 1) lda = 1;
+    if (ldb < 1) ldb = 1;
     /* fp32 inputs: plain fp32 so the results match the CPU; bf16: fp32 accumulation. */
     cublasComputeType_t compute =
         ab_dt == MOE_DT_F32 ? CUBLAS_COMPUTE_32F_PEDANTIC : CUBLAS_COMPUTE_32F;
@@ -49,9 +57,10 @@ template <typename T> __global__ void bias_grad_kernel(float *dbias, const T *do
 
 moe_status moe_cuda_matmul_forward(moe_cuda *ctx, moe_dtype dt, void *out, const void *inp,
                                    const void *weight, const float *bias, int N, int C, int OC) {
+    MOE_CUDA_REQUIRE(N >= 0 && C >= 0 && OC >= 0, "moe_cuda_matmul_forward");
     moe_status st =
         moe_cuda_gemm(ctx, 0, 1, N, OC, C, 1.0f, inp, C, weight, C, dt, 0.0f, out, dt, OC);
-    if (st != MOE_OK || !bias || N == 0) return st;
+    if (st != MOE_OK || !bias || N == 0 || OC == 0) return st;
     unsigned blocks = moe_cuda_blocks((long)N * OC, 256);
     if (blocks > 65535u * 8) blocks = 65535u * 8;
     MOE_DISPATCH_DT(dt, T,
@@ -63,6 +72,7 @@ moe_status moe_cuda_matmul_forward(moe_cuda *ctx, moe_dtype dt, void *out, const
 moe_status moe_cuda_matmul_backward(moe_cuda *ctx, moe_dtype dt, void *dinp, float *dweight,
                                     float *dbias, const void *dout, const void *inp,
                                     const void *weight, int N, int C, int OC) {
+    MOE_CUDA_REQUIRE(N >= 0 && C >= 0 && OC >= 0, "moe_cuda_matmul_backward");
     moe_status st = MOE_OK;
     /* dinp [N,C] = dout [N,OC] weight [OC,C] */
     if (dinp)
@@ -71,7 +81,7 @@ moe_status moe_cuda_matmul_backward(moe_cuda *ctx, moe_dtype dt, void *dinp, flo
     if (st == MOE_OK && dweight)
         st = moe_cuda_gemm(ctx, 1, 0, OC, C, N, 1.0f, dout, OC, inp, C, dt, 1.0f, dweight,
                            MOE_DT_F32, C);
-    if (st != MOE_OK || !dbias || N == 0) return st;
+    if (st != MOE_OK || !dbias || N == 0 || OC == 0) return st;
     dim3 threads(32, 8);
     MOE_DISPATCH_DT(dt, T,
                     bias_grad_kernel<T><<<moe_cuda_blocks(OC, 32), threads, 0, ctx->stream>>>(

@@ -51,7 +51,9 @@ __global__ void cast_kernel(To *out, const From *inp, long n) {
 
 moe_status moe_cuda_cast(moe_cuda *ctx, void *out, moe_dtype out_dt, const void *inp,
                          moe_dtype in_dt, long n) {
-    if (n <= 0) return MOE_OK;
+    MOE_CUDA_REQUIRE(n >= 0, "moe_cuda_cast");
+    if (n == 0) return MOE_OK;
+    MOE_CUDA_REQUIRE(out != NULL && inp != NULL, "moe_cuda_cast");
     if (out_dt == in_dt) return moe_cuda_copy(ctx, out, inp, (size_t)n * moe_dtype_size(out_dt));
     unsigned blocks = moe_cuda_blocks(n, 256);
     if (blocks > 65535u * 8) blocks = 65535u * 8;

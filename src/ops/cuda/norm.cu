@@ -136,6 +136,7 @@ static moe_status norm_forward(moe_cuda *ctx, moe_dtype dt, void *out, float *me
                                int C, float eps, const char *fn) {
     MOE_CUDA_REQUIRE(N >= 0 && C >= 1, fn);
     if (N == 0) return MOE_OK;
+    MOE_CUDA_REQUIRE(out && rstd && inp && weight && (RMS || mean), fn);
     dim3 threads(32, NORM_ROWS_PER_BLOCK);
     unsigned blocks = moe_cuda_blocks(N, NORM_ROWS_PER_BLOCK);
     MOE_DISPATCH_DT(dt, T,
@@ -183,6 +184,7 @@ static moe_status norm_backward(moe_cuda *ctx, moe_dtype dt, void *dinp, float *
                                 int C, const char *fn) {
     MOE_CUDA_REQUIRE(N >= 0 && C >= 1, fn);
     if (N == 0) return MOE_OK;
+    MOE_CUDA_REQUIRE(dinp && dout && inp && weight && rstd && (RMS || mean), fn);
     dim3 threads(32, NORM_ROWS_PER_BLOCK);
     unsigned blocks = moe_cuda_blocks(N, NORM_ROWS_PER_BLOCK);
     MOE_DISPATCH_DT(dt, T,

@@ -41,6 +41,7 @@ static moe_status rope(moe_cuda *ctx, moe_dtype dt, void *out, const void *inp, 
     MOE_CUDA_REQUIRE((long)row_stride >= (long)H * hd, fn);
     long n = (long)B * T * (hd / 2);
     if (n == 0 || H == 0) return MOE_OK;
+    MOE_CUDA_REQUIRE(out && inp, fn);
     unsigned blocks = moe_cuda_blocks(n, ROPE_THREADS);
     if (blocks > ROPE_MAX_BLOCKS) blocks = ROPE_MAX_BLOCKS;
     MOE_DISPATCH_DT(dt, X,
