@@ -59,12 +59,21 @@ moe_status gpt_cuda_read_loss(gpt_cuda *g, double *ce, double *aux);
 /* The gradient norm before clipping of the last optim_step (synchronises). */
 moe_status gpt_cuda_read_grad_norm(gpt_cuda *g, double *norm);
 /* Logits of the last forward for rows [row0, row0 + n) of the B*T rows into
- * host [n, V] (fp32), synchronising. */
+ * host [n, V] (fp32), synchronising. Before backward only: backward writes
+ * the logits' gradient over them (MOE_ERR_INVALID after it). */
 moe_status gpt_cuda_read_logits(gpt_cuda *g, int row0, int n, float *host);
 /* Number of MoE layers, and the statistics of MoE layer i's last forward
  * (synchronises). */
 int gpt_cuda_moe_layers(const gpt_cuda *g);
 moe_status gpt_cuda_layer_stats(gpt_cuda *g, int i, moe_layer_cuda_stats *out);
+
+/* Tests: the fp32 gradient block [table total] in the CPU layout
+ * (moe_model_grads' layout) into host (synchronises). */
+moe_status gpt_cuda_read_grads(gpt_cuda *g, float *host);
+/* Tests: MoE layer i's workspace (its device buffers hold the last
+ * forward's routing: chosen, row_of, ...), read-only; NULL when out of
+ * range. */
+const moe_layer_cuda_ws *gpt_cuda_layer_ws(const gpt_cuda *g, int i);
 
 /* Copies the device's fp32 master parameters into cpu (same config), and
  * when opt is not NULL (AdamW over the same table) its m, v and step count:
