@@ -129,6 +129,18 @@ static void check_attention(moe_dtype dt, const att_case *c) {
     float *hout = cuda_test_download(gout, nout, dt);
     float *hlse = cuda_test_download(glse, nrow, MOE_DT_F32);
     float *hdqkv = cuda_test_download(gdqkv, nqkv, dt);
+    /* No atomics: a second backward gives the same bits. */
+    char *gdqkv2 = cuda_test_poisoned(nqkv, dt);
+    CUDA_OK(moe_cuda_attention_backward(
+        cuda_test_ctx, dt, gdqkv2, gdqkv2 + (size_t)C * es, gdqkv2 + (size_t)(C + KVH * hd) * es,
+        gdout, gout, gq, gk, gv, glse, gpad, B, T, H, KVH, hd, Q, Q, c->causal, gscratch));
+    float *hdqkv2 = cuda_test_download(gdqkv2, nqkv, dt);
+    for (long i = 0; i < nqkv; i++)
+        if (memcmp(&hdqkv[i], &hdqkv2[i], 4) != 0)
+            fail_msg("dqkv [%ld]: %g then %g: the backward is not deterministic", i, hdqkv[i],
+                     hdqkv2[i]);
+    free(hdqkv2);
+    moe_cuda_free(cuda_test_ctx, gdqkv2);
 
     printf(" attention %s B=%d T=%d H=%d KVH=%d hd=%d causal=%d pad=%d stride=%d\n",
            moe_dtype_name(dt), B, T, H, KVH, hd, c->causal, c->pad, Q);
@@ -238,7 +250,7 @@ static void test_attention_bad_args(void **state) {
         {2, 1, 0, 64, 64},             /* hd = 0 */
         {3, 2, 16, 7 * 16, 7 * 16},    /* H % KVH != 0 */
         {2, 1, 16, 16, 2 * 16},        /* q_stride < H * hd */
-        {2, 1, 16, 4 * 16, 16},        /* kv_stride < KVH * hd */
+        {2, 2, 16, 6 * 16, 16},        /* kv_stride < KVH * hd */
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         int H = bad[i].H, KVH = bad[i].KVH, hd = bad[i].hd;
