@@ -49,6 +49,10 @@ moe_status gpt_cuda_supported(const moe_model_config *c) {
         e.fallback = e.fallback_expert >= 0; /* as gpt_create */
         moe_status st = moe_layer_cuda_supported(&e);
         if (st != MOE_OK) return st;
+        /* each GPU layer keeps the temperature it was created with */
+        if (c->temperature_schedule != MOE_TEMP_CONSTANT)
+            return unsupported("model.temperature_schedule",
+                               "keeps the router temperature constant (no annealing)");
     }
     return MOE_OK;
 }
