@@ -2,7 +2,8 @@
 # src/models/cuda), shared
 # by the full build and MOE_KERNELS_ONLY.
 file(GLOB MOE_CUDA_SOURCES CONFIGURE_DEPENDS
-  ${CMAKE_SOURCE_DIR}/src/ops/cuda/*.cu ${CMAKE_SOURCE_DIR}/src/nn/moe/cuda/*.c
+  ${CMAKE_SOURCE_DIR}/src/ops/cuda/*.cu ${CMAKE_SOURCE_DIR}/src/ops/cuda/*.c
+  ${CMAKE_SOURCE_DIR}/src/nn/moe/cuda/*.c
   ${CMAKE_SOURCE_DIR}/src/nn/moe/cuda/*.cu ${CMAKE_SOURCE_DIR}/src/models/cuda/*.c)
 add_library(moe_cuda_objects OBJECT ${MOE_CUDA_SOURCES})
 target_include_directories(moe_cuda_objects PRIVATE ${CMAKE_SOURCE_DIR}/include

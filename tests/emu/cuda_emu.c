@@ -119,30 +119,6 @@ static int emu_overlap(const void *a, size_t an, const void *b, size_t bn) {
 
 /* ---- dtypes and conversions ---------------------------------------------- */
 
-size_t moe_dtype_size(moe_dtype dt) {
-    return dt == MOE_DT_BF16 ? 2 : 4;
-}
-
-const char *moe_dtype_name(moe_dtype dt) {
-    return dt == MOE_DT_BF16 ? "bf16" : "fp32";
-}
-
-uint16_t moe_bf16_from_float(float f) {
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    if ((u & 0x7f800000u) == 0x7f800000u && (u & 0x007fffffu)) /* NaN: keep it quiet */
-        return (uint16_t)((u >> 16) | 0x0040u);
-    u += 0x7fffu + ((u >> 16) & 1u); /* round to nearest even */
-    return (uint16_t)(u >> 16);
-}
-
-float moe_bf16_to_float(uint16_t h) {
-    uint32_t u = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-
 static inline float ld(const void *p, moe_dtype dt, long i) {
     return dt == MOE_DT_F32 ? ((const float *)p)[i] : moe_bf16_to_float(((const uint16_t *)p)[i]);
 }

@@ -23,14 +23,6 @@ moe_status moe_cublas_fail(cublasStatus_t s, const char *what, const char *file,
                      cublasGetStatusString(s), file, line);
 }
 
-size_t moe_dtype_size(moe_dtype dt) {
-    return dt == MOE_DT_BF16 ? 2 : 4;
-}
-
-const char *moe_dtype_name(moe_dtype dt) {
-    return dt == MOE_DT_BF16 ? "bf16" : "fp32";
-}
-
 int moe_cuda_device_count(char *why, size_t n) {
     int count = 0;
     cudaError_t e = cudaGetDeviceCount(&count);
