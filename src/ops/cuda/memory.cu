@@ -2,7 +2,6 @@
  * fp32 and bf16, and the host-side bf16 conversions. */
 #include "ops/cuda/cuda_common.cuh"
 
-#include <string.h>
 
 moe_status moe_cuda_alloc(moe_cuda *ctx, void **ptr, size_t bytes) {
     (void)ctx;
