@@ -228,11 +228,17 @@ void run_block(Launch *L, unsigned nthreads, size_t dyn_bytes) {
         ctx_init(&f.ctx, f.stack, STACK, fiber_main);
     }
     unsigned done = 0;
+    /* Each pass visits the threads from a pseudo-random start in a
+     * pseudo-random direction (a fixed sequence: runs repeat), so which
+     * thread opens a barrier and runs ahead of the others varies. */
+    static thread_local uint64_t rng = 0x9e3779b97f4a7c15ull;
+    unsigned start = 0;
     bool down = false;
     while (done < nthreads) {
         bool progress = false;
         for (unsigned k = 0; k < nthreads; k++) {
-            Fiber &f = L->fibers[down ? nthreads - 1 - k : k];
+            unsigned t = (start + k) % nthreads;
+            Fiber &f = L->fibers[down ? nthreads - 1 - t : t];
             if (f.done || (f.wait && f.wait->gen == f.wait_gen)) continue;
             L->cur = &f;
             set_thread_index(&f);
@@ -247,7 +253,9 @@ void run_block(Launch *L, unsigned nthreads, size_t dyn_bytes) {
             progress = true;
             if (f.done) done++;
         }
-        down = !down;
+        rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+        start = (unsigned)(rng >> 33) % nthreads;
+        down = (rng >> 32) & 1;
         if (!progress) {
             fprintf(stderr,
                     "cuda_sim: deadlock in block (%u,%u,%u): the live threads wait at "
