@@ -31,7 +31,7 @@ target_include_directories(moe_sim_kernels PRIVATE ${CMAKE_SOURCE_DIR}/tests/sim
                            ${CMAKE_SOURCE_DIR}/include ${CMAKE_SOURCE_DIR}/src)
 target_compile_definitions(moe_sim_kernels PRIVATE MOE_CUDA_SIM=1)
 set_target_properties(moe_sim_kernels PROPERTIES CXX_STANDARD 17 CXX_STANDARD_REQUIRED ON
-                      CXX_EXTENSIONS OFF POSITION_INDEPENDENT_CODE ON)
+                      CXX_EXTENSIONS OFF)
 # -O2 whatever the build type: the simulated kernels are the tests' hot loop.
 # No FMA contraction, so __fmul_rn / __fadd_rn and plain a*b+c stay apart.
 target_compile_options(moe_sim_kernels PRIVATE -O2 -ffp-contract=off -Wno-unknown-pragmas

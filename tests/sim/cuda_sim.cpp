@@ -23,8 +23,9 @@
 #endif
 
 thread_local uint3 threadIdx, blockIdx;
+thread_local moe_sim_warp *moe_sim_cur_warp;
+thread_local int moe_sim_cur_lane;
 thread_local dim3 blockDim, gridDim;
-
 
 /* Context switches between fibers. On x86-64 a switch saves the callee-saved
  * registers on the stack and swaps stack pointers (no signal-mask system
@@ -63,8 +64,8 @@ void ctx_switch(Ctx *save, Ctx *to) {
 /* A fresh context that starts entry() on the stack [stack, stack + size). */
 void ctx_init(Ctx *c, char *stack, size_t size, void (*entry)()) {
     void **sp = (void **)(((uintptr_t)(stack + size)) & ~(uintptr_t)15);
-    *--sp = nullptr;         /* entry() starts as if called: rsp = 8 mod 16 */
-    *--sp = (void *)entry;   /* the ret of moe_sim_switch goes there */
+    *--sp = nullptr;                             /* entry() starts as if called: rsp = 8 mod 16 */
+    *--sp = (void *)entry;                       /* the ret of moe_sim_switch goes there */
     for (int r = 0; r < 6; r++) *--sp = nullptr; /* rbp rbx r12-r15 */
     c->sp = sp;
 }
@@ -99,12 +100,7 @@ struct Fiber {
     unsigned wait_gen;
 };
 
-struct Warp {
-    moe_sim_barrier bar;
-    int live;
-    int lanes;
-    unsigned char xchg[2][32 * 8];
-};
+typedef moe_sim_warp Warp;
 
 struct Launch {
     std::vector<Fiber> fibers;
@@ -134,6 +130,8 @@ void set_thread_index(const Fiber *f) {
     threadIdx.x = f->tid % bx;
     threadIdx.y = (f->tid / bx) % by;
     threadIdx.z = f->tid / (bx * by);
+    moe_sim_cur_warp = &g_launch->warps[f->warp];
+    moe_sim_cur_lane = (int)(f->tid % 32);
 }
 
 /* Switches from fiber f back to the scheduler. */
@@ -272,17 +270,8 @@ void run_block(Launch *L, unsigned nthreads, size_t dyn_bytes) {
 void moe_sim_block_sync(void) {
     arrive(&g_launch->block_bar, g_launch->block_live);
 }
-unsigned moe_sim_warp_sync(void) {
-    Warp &w = g_launch->warps[g_launch->cur->warp];
-    unsigned gen = w.bar.gen;
-    arrive(&w.bar, w.live);
-    return gen;
-}
-unsigned moe_sim_warp_gen(void) {
-    return g_launch->warps[g_launch->cur->warp].bar.gen;
-}
-unsigned char *moe_sim_warp_xchg(unsigned buf) {
-    return g_launch->warps[g_launch->cur->warp].xchg[buf & 1];
+void moe_sim_warp_sync(void) {
+    arrive(&moe_sim_cur_warp->bar, moe_sim_cur_warp->live);
 }
 void moe_sim_shared(void *p, size_t bytes) {
     for (auto &a : g_launch->shared)
@@ -293,13 +282,6 @@ void moe_sim_shared(void *p, size_t bytes) {
 void *moe_sim_dynamic_smem(void) {
     return g_launch->dyn;
 }
-int moe_sim_lane(void) {
-    return (int)(g_launch->cur->tid % 32);
-}
-int moe_sim_warp_lanes(void) {
-    return g_launch->warps[g_launch->cur->warp].lanes;
-}
-
 void moe_sim_launch_body(const void *kernel, dim3 grid, dim3 block, size_t smem, moe_sim_body b) {
     unsigned long nthreads = (unsigned long)block.x * block.y * block.z;
     if (nthreads == 0 || nthreads > 1024 || block.x > 1024 || block.y > 1024 || block.z > 64 ||

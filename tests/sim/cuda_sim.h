@@ -143,21 +143,40 @@ struct moe_sim_barrier {
     int arrived;
     unsigned gen;
 };
+/* A warp of the running block: its barrier, its live and existing lanes
+ * and the buffers shuffles exchange values through. */
+struct moe_sim_warp {
+    moe_sim_barrier bar;
+    int live;
+    int lanes; /* 32 but in a last, partial warp */
+    unsigned char xchg[2][32 * 8];
+};
+/* The running simulated thread's warp and lane (set at every switch). */
+extern thread_local moe_sim_warp *moe_sim_cur_warp;
+extern thread_local int moe_sim_cur_lane;
 void moe_sim_block_sync(void);
-/* Warp barrier; returns the generation the barrier had on arrival (the
- * exchange buffer to use). */
-unsigned moe_sim_warp_sync(void);
-/* Per-warp exchange: [2 buffers][32 lanes] of 8 bytes. */
-unsigned char *moe_sim_warp_xchg(unsigned buf);
+void moe_sim_warp_sync(void);
+static inline int moe_sim_lane(void) {
+    return moe_sim_cur_lane;
+}
+static inline int moe_sim_warp_lanes(void) {
+    return moe_sim_cur_warp->lanes;
+}
+/* The warp barrier's generation: its parity picks the exchange buffer, so
+ * one barrier per shuffle suffices (a lane can only reuse a buffer after
+ * every lane has passed the barrier in between). */
+static inline unsigned moe_sim_warp_gen(void) {
+    return moe_sim_cur_warp->bar.gen;
+}
+static inline unsigned char *moe_sim_warp_xchg(unsigned buf) {
+    return moe_sim_cur_warp->xchg[buf & 1];
+}
 void *moe_sim_dynamic_smem(void);
 /* A static __shared__ array of the running kernel: poisoned now if new to
  * this launch, and before every later block (tests/sim/rewrite.cmake puts
  * the calls after the declarations). */
 void moe_sim_shared(void *p, size_t bytes);
 #define MOE_SIM_SHARED(a) moe_sim_shared((void *)(a), sizeof(a))
-int moe_sim_lane(void);
-int moe_sim_warp_lanes(void);    /* lanes of this warp (32 but in a last, partial warp) */
-unsigned moe_sim_warp_gen(void); /* the warp barrier's generation */
 
 static inline void __syncthreads(void) {
     moe_sim_block_sync();
