@@ -94,6 +94,7 @@ struct Fiber {
     Ctx ctx;
     char *stack;
     unsigned tid;
+    uint3 idx; /* threadIdx */
     int warp;
     bool done;
     moe_sim_barrier *wait; /* waiting until wait->gen != wait_gen */
@@ -126,10 +127,7 @@ void set_error(cudaError_t e) {
 }
 
 void set_thread_index(const Fiber *f) {
-    unsigned bx = blockDim.x, by = blockDim.y;
-    threadIdx.x = f->tid % bx;
-    threadIdx.y = (f->tid / bx) % by;
-    threadIdx.z = f->tid / (bx * by);
+    threadIdx = f->idx;
     moe_sim_cur_warp = &g_launch->warps[f->warp];
     moe_sim_cur_lane = (int)(f->tid % 32);
 }
@@ -219,6 +217,9 @@ void run_block(Launch *L, unsigned nthreads, size_t dyn_bytes) {
     for (unsigned t = 0; t < nthreads; t++) {
         Fiber &f = L->fibers[t];
         f.tid = t;
+        f.idx.x = t % blockDim.x;
+        f.idx.y = (t / blockDim.x) % blockDim.y;
+        f.idx.z = t / (blockDim.x * blockDim.y);
         f.warp = (int)(t / 32);
         f.done = false;
         f.wait = nullptr;
@@ -234,8 +235,7 @@ void run_block(Launch *L, unsigned nthreads, size_t dyn_bytes) {
     bool down = false;
     while (done < nthreads) {
         bool progress = false;
-        for (unsigned k = 0; k < nthreads; k++) {
-            unsigned t = (start + k) % nthreads;
+        for (unsigned k = 0, t = start; k < nthreads; k++, t = t + 1 == nthreads ? 0 : t + 1) {
             Fiber &f = L->fibers[down ? nthreads - 1 - t : t];
             if (f.done || (f.wait && f.wait->gen == f.wait_gen)) continue;
             L->cur = &f;
