@@ -17,7 +17,29 @@
  * registers each such array, which is then poisoned (0xff) before every
  * block, as is the dynamic shared memory.
  * Host memory stands in for device memory; cuBLAS GEMMs are computed on the
- * host with fp32 accumulation. */
+ * host with fp32 accumulation.
+ *
+ * What it does not model (a pass here is not a proof):
+ * - concurrency: one thread runs at a time and switches only at barriers,
+ *   so a race between barriers gives one of its possible results (the
+ *   visiting order varies, which exposes many but not all missing
+ *   barriers); no memory model, no torn or reordered accesses; atomics are
+ *   trivially atomic; blocks never overlap (a kernel relying on blocks
+ *   running concurrently, or on their order, is not checked);
+ * - barrier call sites: __syncthreads counts arrivals, it does not check that
+ *   all threads wait at the same __syncthreads (a divergent barrier that the
+ *   GPU would hang or mis-synchronise on can pass); the masks of *_sync
+ *   intrinsics are ignored (every live lane of the warp takes part);
+ * - arithmetic: the host's expf/erff/logf/sqrtf (glibc, correctly rounded or
+ *   close; CUDA's are within their documented ulp bounds, so results differ
+ *   in the last bits); no FMA contraction (nvcc contracts a*b+c by default;
+ *   the kernels compiled here with -ffp-contract=off); wmma products are
+ *   exact and summed in fp32 in k order, while tensor cores may round
+ *   differently; cuBLAS's summation order differs;
+ * - resources: registers, shared memory size limits (only the dynamic
+ *   shared memory opt-in above 48 KiB is checked), occupancy, timing;
+ * - faults: an out-of-bounds access is only caught by the host (a segfault,
+ *   or ASan in the sanitizer build: cudaMalloc is malloc). */
 #ifndef MOE_CUDA_SIM_H
 #define MOE_CUDA_SIM_H
 
