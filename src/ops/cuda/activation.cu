@@ -17,7 +17,8 @@ __device__ __forceinline__ float sigmoidf_(float x) {
 
 template <moe_cuda_act A> __device__ __forceinline__ float act_f(float x) {
     if (A == MOE_CUDA_RELU) return x > 0 ? x : 0.0f;
-    if (A == MOE_CUDA_GELU) return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f));
+    /* 1 + erf(x/sqrt2) as erfc(-x/sqrt2): no cancellation for x << 0 */
+    if (A == MOE_CUDA_GELU) return 0.5f * x * erfcf(x * -0.70710678118654752f);
     return x * sigmoidf_(x);
 }
 
@@ -25,7 +26,7 @@ template <moe_cuda_act A> __device__ __forceinline__ float act_f(float x) {
 template <moe_cuda_act A> __device__ __forceinline__ float act_df(float x, float g) {
     if (A == MOE_CUDA_RELU) return x > 0 ? g : 0.0f;
     if (A == MOE_CUDA_GELU) {
-        float cdf = 0.5f * (1.0f + erff(x * 0.70710678118654752f));
+        float cdf = 0.5f * erfcf(x * -0.70710678118654752f);
         float pdf = 0.39894228040143267794f * expf(-0.5f * x * x);
         return g * (cdf + x * pdf);
     }
