@@ -17,7 +17,8 @@ __device__ __forceinline__ float sigmoidf_(float x) {
 
 template <moe_cuda_act A> __device__ __forceinline__ float act_f(float x) {
     if (A == MOE_CUDA_RELU) return x > 0 ? x : 0.0f;
-    if (A == MOE_CUDA_GELU) return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f));
+    /* 1 + erf(x/sqrt2) as erfc(-x/sqrt2): no cancellation for x << 0 */
+    if (A == MOE_CUDA_GELU) return 0.5f * x * erfcf(x * -0.70710678118654752f);
     return x * sigmoidf_(x);
 }
 
@@ -25,7 +26,7 @@ template <moe_cuda_act A> __device__ __forceinline__ float act_f(float x) {
 template <moe_cuda_act A> __device__ __forceinline__ float act_df(float x, float g) {
     if (A == MOE_CUDA_RELU) return x > 0 ? g : 0.0f;
     if (A == MOE_CUDA_GELU) {
-        float cdf = 0.5f * (1.0f + erff(x * 0.70710678118654752f));
+        float cdf = 0.5f * erfcf(x * -0.70710678118654752f);
         float pdf = 0.39894228040143267794f * expf(-0.5f * x * x);
         return g * (cdf + x * pdf);
     }
@@ -99,11 +100,14 @@ moe_status moe_cuda_act_forward(moe_cuda *ctx, moe_dtype dt, moe_cuda_act act, v
         T *o = (T *)out;
         const T *x = (const T *)inp;
         if (act == MOE_CUDA_RELU)
-            act_forward_kernel<T, MOE_CUDA_RELU><<<blocks, ACT_THREADS, 0, ctx->stream>>>(o, x, n);
+            MOE_LAUNCH((act_forward_kernel<T, MOE_CUDA_RELU>), blocks, ACT_THREADS, 0, ctx->stream,
+                       o, x, n);
         else if (act == MOE_CUDA_GELU)
-            act_forward_kernel<T, MOE_CUDA_GELU><<<blocks, ACT_THREADS, 0, ctx->stream>>>(o, x, n);
+            MOE_LAUNCH((act_forward_kernel<T, MOE_CUDA_GELU>), blocks, ACT_THREADS, 0, ctx->stream,
+                       o, x, n);
         else
-            act_forward_kernel<T, MOE_CUDA_SILU><<<blocks, ACT_THREADS, 0, ctx->stream>>>(o, x, n);
+            MOE_LAUNCH((act_forward_kernel<T, MOE_CUDA_SILU>), blocks, ACT_THREADS, 0, ctx->stream,
+                       o, x, n);
     });
     MOE_CUDA_LAUNCHED("act_forward_kernel");
     return MOE_OK;
@@ -121,14 +125,14 @@ moe_status moe_cuda_act_backward(moe_cuda *ctx, moe_dtype dt, moe_cuda_act act, 
         T *dx = (T *)dinp;
         const T *g = (const T *)dout, *x = (const T *)inp;
         if (act == MOE_CUDA_RELU)
-            act_backward_kernel<T, MOE_CUDA_RELU>
-                <<<blocks, ACT_THREADS, 0, ctx->stream>>>(dx, g, x, n);
+            MOE_LAUNCH((act_backward_kernel<T, MOE_CUDA_RELU>), blocks, ACT_THREADS, 0, ctx->stream,
+                       dx, g, x, n);
         else if (act == MOE_CUDA_GELU)
-            act_backward_kernel<T, MOE_CUDA_GELU>
-                <<<blocks, ACT_THREADS, 0, ctx->stream>>>(dx, g, x, n);
+            MOE_LAUNCH((act_backward_kernel<T, MOE_CUDA_GELU>), blocks, ACT_THREADS, 0, ctx->stream,
+                       dx, g, x, n);
         else
-            act_backward_kernel<T, MOE_CUDA_SILU>
-                <<<blocks, ACT_THREADS, 0, ctx->stream>>>(dx, g, x, n);
+            MOE_LAUNCH((act_backward_kernel<T, MOE_CUDA_SILU>), blocks, ACT_THREADS, 0, ctx->stream,
+                       dx, g, x, n);
     });
     MOE_CUDA_LAUNCHED("act_backward_kernel");
     return MOE_OK;
@@ -140,8 +144,8 @@ moe_status moe_cuda_swiglu_forward(moe_cuda *ctx, moe_dtype dt, void *out, const
     if (n == 0) return MOE_OK;
     MOE_CUDA_REQUIRE(out && a && b, "moe_cuda_swiglu_forward");
     MOE_DISPATCH_DT(dt, T,
-                    swiglu_forward_kernel<T><<<act_blocks(n), ACT_THREADS, 0, ctx->stream>>>(
-                        (T *)out, (const T *)a, (const T *)b, n););
+                    MOE_LAUNCH(swiglu_forward_kernel<T>, act_blocks(n), ACT_THREADS, 0, ctx->stream,
+                               (T *)out, (const T *)a, (const T *)b, n););
     MOE_CUDA_LAUNCHED("swiglu_forward_kernel");
     return MOE_OK;
 }
@@ -152,8 +156,9 @@ moe_status moe_cuda_swiglu_backward(moe_cuda *ctx, moe_dtype dt, void *da, void 
     if (n == 0) return MOE_OK;
     MOE_CUDA_REQUIRE(da && db && dout && a && b, "moe_cuda_swiglu_backward");
     MOE_DISPATCH_DT(dt, T,
-                    swiglu_backward_kernel<T><<<act_blocks(n), ACT_THREADS, 0, ctx->stream>>>(
-                        (T *)da, (T *)db, (const T *)dout, (const T *)a, (const T *)b, n););
+                    MOE_LAUNCH(swiglu_backward_kernel<T>, act_blocks(n), ACT_THREADS, 0,
+                               ctx->stream, (T *)da, (T *)db, (const T *)dout, (const T *)a,
+                               (const T *)b, n););
     MOE_CUDA_LAUNCHED("swiglu_backward_kernel");
     return MOE_OK;
 }
@@ -164,8 +169,8 @@ moe_status moe_cuda_residual_forward(moe_cuda *ctx, moe_dtype dt, void *out, con
     if (n == 0) return MOE_OK;
     MOE_CUDA_REQUIRE(out && a && b, "moe_cuda_residual_forward");
     MOE_DISPATCH_DT(dt, T,
-                    residual_forward_kernel<T><<<act_blocks(n), ACT_THREADS, 0, ctx->stream>>>(
-                        (T *)out, (const T *)a, (const T *)b, n););
+                    MOE_LAUNCH(residual_forward_kernel<T>, act_blocks(n), ACT_THREADS, 0,
+                               ctx->stream, (T *)out, (const T *)a, (const T *)b, n););
     MOE_CUDA_LAUNCHED("residual_forward_kernel");
     return MOE_OK;
 }
@@ -176,8 +181,8 @@ moe_status moe_cuda_residual_backward(moe_cuda *ctx, moe_dtype dt, void *da, voi
     if (n == 0) return MOE_OK;
     MOE_CUDA_REQUIRE(da && db && dout, "moe_cuda_residual_backward");
     MOE_DISPATCH_DT(dt, T,
-                    residual_backward_kernel<T><<<act_blocks(n), ACT_THREADS, 0, ctx->stream>>>(
-                        (T *)da, (T *)db, (const T *)dout, n););
+                    MOE_LAUNCH(residual_backward_kernel<T>, act_blocks(n), ACT_THREADS, 0,
+                               ctx->stream, (T *)da, (T *)db, (const T *)dout, n););
     MOE_CUDA_LAUNCHED("residual_backward_kernel");
     return MOE_OK;
 }

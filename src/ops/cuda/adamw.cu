@@ -48,10 +48,10 @@ moe_status moe_cuda_sumsq(moe_cuda *ctx, float *out, const float *g, long n) {
         cudaGetLastError(); /* not sticky: clear it for the next launch check */
         return moe_cuda_fail(e, "cudaMallocAsync (sumsq partials)", __FILE__, __LINE__);
     }
-    sumsq_partial_kernel<<<P, SUMSQ_THREADS, 0, ctx->stream>>>(part, g, n);
+    MOE_LAUNCH(sumsq_partial_kernel, P, SUMSQ_THREADS, 0, ctx->stream, part, g, n);
     e = cudaGetLastError();
     if (e == cudaSuccess) {
-        sumsq_finish_kernel<<<1, SUMSQ_THREADS, 0, ctx->stream>>>(out, part, P);
+        MOE_LAUNCH(sumsq_finish_kernel, 1, SUMSQ_THREADS, 0, ctx->stream, out, part, P);
         e = cudaGetLastError();
     }
     cudaFreeAsync(part, ctx->stream); /* after the kernels, in stream order */
@@ -120,8 +120,8 @@ moe_status moe_cuda_adamw_step(moe_cuda *ctx, float *param, const float *grad, f
     unsigned blocks = moe_cuda_blocks(n, ADAMW_THREADS);
     if (blocks > ADAMW_MAX_BLOCKS) blocks = ADAMW_MAX_BLOCKS;
     MOE_DISPATCH_DT(copy_dt, C,
-                    adamw_kernel<C><<<blocks, ADAMW_THREADS, 0, ctx->stream>>>(
-                        param, grad, m, v, (C *)copy, n, k, sumsq););
+                    MOE_LAUNCH(adamw_kernel<C>, blocks, ADAMW_THREADS, 0, ctx->stream, param, grad,
+                               m, v, (C *)copy, n, k, sumsq););
     MOE_CUDA_LAUNCHED("adamw_kernel");
     return MOE_OK;
 }

@@ -57,7 +57,7 @@ __global__ void __launch_bounds__(ATT_THREADS)
     attention_forward_kernel(T *out, float *lse, const T *q, const T *k, const T *v,
                              const uint8_t *pad_mask, int seq, int H, int KVH, int hd, int q_stride,
                              int kv_stride, int causal, float scale) {
-    extern __shared__ float4 att_smem[];
+    MOE_DYNAMIC_SMEM(float4, att_smem);
     const int kh = hd + 1;
     float *qs = (float *)att_smem;
     float *ks = qs + ATT_ROWS * hd;
@@ -176,7 +176,7 @@ __global__ void __launch_bounds__(ATT_THREADS)
     attention_dq_kernel(T *dq, const T *dout, const T *q, const T *k, const T *v, const float *lse,
                         const float *Drow, const uint8_t *pad_mask, int seq, int H, int KVH, int hd,
                         int q_stride, int kv_stride, int causal, float scale) {
-    extern __shared__ float4 att_smem[];
+    MOE_DYNAMIC_SMEM(float4, att_smem);
     const int kh = hd + 1;
     float *qs = (float *)att_smem;
     float *os = qs + ATT_ROWS * hd;
@@ -274,7 +274,7 @@ __global__ void __launch_bounds__(ATT_THREADS, 1)
                           const float *lse, const float *Drow, const uint8_t *pad_mask, int seq,
                           int H, int KVH, int hd, int q_stride, int kv_stride, int causal,
                           float scale) {
-    extern __shared__ float4 att_smem[];
+    MOE_DYNAMIC_SMEM(float4, att_smem);
     const int kh = hd + 1;
     float *ks = (float *)att_smem;
     float *vs = ks + ATT_ROWS * hd;
@@ -414,9 +414,9 @@ static moe_status att_forward_launch(moe_cuda *ctx, void *out, float *lse, const
     moe_status st = att_allow_smem(attention_forward_kernel<T, NC>, smem);
     if (st != MOE_OK) return st;
     dim3 grid(moe_cuda_blocks(T_, ATT_ROWS), H, B);
-    attention_forward_kernel<T, NC><<<grid, ATT_THREADS, smem, ctx->stream>>>(
-        (T *)out, lse, (const T *)q, (const T *)k, (const T *)v, pad_mask, T_, H, KVH, hd, q_stride,
-        kv_stride, causal, (float)(1.0 / sqrt((double)hd)));
+    MOE_LAUNCH((attention_forward_kernel<T, NC>), grid, ATT_THREADS, smem, ctx->stream, (T *)out,
+               lse, (const T *)q, (const T *)k, (const T *)v, pad_mask, T_, H, KVH, hd, q_stride,
+               kv_stride, causal, (float)(1.0 / sqrt((double)hd)));
     MOE_CUDA_LAUNCHED("attention_forward_kernel");
     return MOE_OK;
 }
@@ -470,14 +470,14 @@ static moe_status att_backward_launch(moe_cuda *ctx, void *dq, void *dk, void *d
     if (st == MOE_OK) st = att_allow_smem(attention_dkdv_kernel<T, NC>, dkdv_smem);
     if (st != MOE_OK) return st;
     dim3 qgrid(moe_cuda_blocks(T_, ATT_ROWS), H, B);
-    attention_dq_kernel<T, NC><<<qgrid, ATT_THREADS, dq_smem, ctx->stream>>>(
-        (T *)dq, (const T *)dout, (const T *)q, (const T *)k, (const T *)v, lse, Drow, pad_mask, T_,
-        H, KVH, hd, q_stride, kv_stride, causal, scale);
+    MOE_LAUNCH((attention_dq_kernel<T, NC>), qgrid, ATT_THREADS, dq_smem, ctx->stream, (T *)dq,
+               (const T *)dout, (const T *)q, (const T *)k, (const T *)v, lse, Drow, pad_mask, T_,
+               H, KVH, hd, q_stride, kv_stride, causal, scale);
     MOE_CUDA_LAUNCHED("attention_dq_kernel");
     dim3 kgrid(moe_cuda_blocks(T_, ATT_ROWS), KVH, B);
-    attention_dkdv_kernel<T, NC><<<kgrid, ATT_THREADS, dkdv_smem, ctx->stream>>>(
-        (T *)dk, (T *)dv, (const T *)dout, (const T *)q, (const T *)k, (const T *)v, lse, Drow,
-        pad_mask, T_, H, KVH, hd, q_stride, kv_stride, causal, scale);
+    MOE_LAUNCH((attention_dkdv_kernel<T, NC>), kgrid, ATT_THREADS, dkdv_smem, ctx->stream, (T *)dk,
+               (T *)dv, (const T *)dout, (const T *)q, (const T *)k, (const T *)v, lse, Drow,
+               pad_mask, T_, H, KVH, hd, q_stride, kv_stride, causal, scale);
     MOE_CUDA_LAUNCHED("attention_dkdv_kernel");
     return MOE_OK;
 }
@@ -489,8 +489,8 @@ static moe_status att_backward_nc(moe_cuda *ctx, void *dq, void *dk, void *dv, c
                                   int KVH, int hd, int q_stride, int kv_stride, int causal,
                                   float *Drow) {
     const long rows = (long)B * T_ * H;
-    attention_rowdot_kernel<T><<<moe_cuda_blocks(rows, ATT_WARPS), ATT_THREADS, 0, ctx->stream>>>(
-        Drow, (const T *)dout, (const T *)out, rows, T_, H, hd);
+    MOE_LAUNCH(attention_rowdot_kernel<T>, moe_cuda_blocks(rows, ATT_WARPS), ATT_THREADS, 0,
+               ctx->stream, Drow, (const T *)dout, (const T *)out, rows, T_, H, hd);
     MOE_CUDA_LAUNCHED("attention_rowdot_kernel");
     switch ((hd + 31) / 32) {
     case 1:

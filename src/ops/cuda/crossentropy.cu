@@ -115,17 +115,17 @@ moe_status moe_cuda_crossentropy(moe_cuda *ctx, moe_dtype dt, float *loss, int *
     MOE_CUDA_REQUIRE(N == 0 || (logits != NULL && targets != NULL), "moe_cuda_crossentropy");
     ce_head *head = (ce_head *)scratch;
     float *rowloss = (float *)(head + 1);
-    ce_count_kernel<<<1, CE_SUM_THREADS, 0, ctx->stream>>>(head, count, targets, N, V,
-                                                           ignore_index);
+    MOE_LAUNCH(ce_count_kernel, 1, CE_SUM_THREADS, 0, ctx->stream, head, count, targets, N, V,
+               ignore_index);
     MOE_CUDA_LAUNCHED("ce_count_kernel");
     if (N > 0) {
-        MOE_DISPATCH_DT(
-            dt, T,
-            ce_row_kernel<T><<<(unsigned)N, CE_THREADS, 0, ctx->stream>>>(
-                rowloss, (T *)dlogits, (const T *)logits, targets, head, V, ignore_index, scale););
+        MOE_DISPATCH_DT(dt, T,
+                        MOE_LAUNCH(ce_row_kernel<T>, (unsigned)N, CE_THREADS, 0, ctx->stream,
+                                   rowloss, (T *)dlogits, (const T *)logits, targets, head, V,
+                                   ignore_index, scale););
         MOE_CUDA_LAUNCHED("ce_row_kernel");
     }
-    ce_mean_kernel<<<1, CE_SUM_THREADS, 0, ctx->stream>>>(loss, rowloss, head, N);
+    MOE_LAUNCH(ce_mean_kernel, 1, CE_SUM_THREADS, 0, ctx->stream, loss, rowloss, head, N);
     MOE_CUDA_LAUNCHED("ce_mean_kernel");
     return MOE_OK;
 }

@@ -42,6 +42,22 @@ moe_status moe_cublas_fail(cublasStatus_t s, const char *what, const char *file,
         if (e_ != cudaSuccess) return moe_cuda_fail(e_, kernel_name, __FILE__, __LINE__);          \
     } while (0)
 
+/* A kernel launch, kernel<<<grid, block, smem, stream>>>(args...). A kernel
+ * whose template arguments contain commas goes in parentheses. Under the
+ * host simulator (tests/sim/cuda_sim.h, MOE_CUDA_SIM) the kernel runs on
+ * host fibers instead. */
+#ifdef MOE_CUDA_SIM
+#define MOE_LAUNCH(kernel, grid, block, smem, stream, ...)                                         \
+    moe_sim_launch((const void *)&kernel, dim3(grid), dim3(block), (smem), (stream),               \
+                   [&] { kernel(__VA_ARGS__); })
+/* The dynamic shared memory of a launch, as an array of type. */
+#define MOE_DYNAMIC_SMEM(type, name) type *const name = (type *)moe_sim_dynamic_smem()
+#else
+#define MOE_LAUNCH(kernel, grid, block, smem, stream, ...)                                         \
+    kernel<<<(grid), (block), (smem), (stream)>>>(__VA_ARGS__)
+#define MOE_DYNAMIC_SMEM(type, name) extern __shared__ type name[]
+#endif
+
 /* Launcher argument checks: the message names the launcher and the value. */
 #define MOE_CUDA_REQUIRE(cond, fn)                                                                 \
     do {                                                                                           \

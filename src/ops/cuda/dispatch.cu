@@ -130,28 +130,29 @@ moe_status moe_cuda_dispatch_forward(moe_cuda *ctx, moe_dtype dt, void *xp, int3
     MOE_CUDA_REQUIRE(nchunks <= INT_MAX, fn);
     int32_t *hist = (int32_t *)scratch;
     if (nchunks > 0) {
-        dispatch_hist_kernel<<<(unsigned)nchunks, DISPATCH_CHUNK, 0, ctx->stream>>>(hist, chosen, P,
-                                                                                    E);
+        MOE_LAUNCH(dispatch_hist_kernel, (unsigned)nchunks, DISPATCH_CHUNK, 0, ctx->stream, hist,
+                   chosen, P, E);
         MOE_CUDA_LAUNCHED("dispatch_hist_kernel");
     }
-    dispatch_scan_kernel<<<1, 256, 0, ctx->stream>>>(hist, kept, offsets, nchunks, E, capacity);
+    MOE_LAUNCH(dispatch_scan_kernel, 1, 256, 0, ctx->stream, hist, kept, offsets, nchunks, E,
+               capacity);
     MOE_CUDA_LAUNCHED("dispatch_scan_kernel");
     if (nchunks == 0) return MOE_OK;
-    dispatch_rank_kernel<<<(unsigned)nchunks, 32, 0, ctx->stream>>>(row_of, token_of, hist, offsets,
-                                                                    chosen, P, E, k, capacity);
+    MOE_LAUNCH(dispatch_rank_kernel, (unsigned)nchunks, 32, 0, ctx->stream, row_of, token_of, hist,
+               offsets, chosen, P, E, k, capacity);
     MOE_CUDA_LAUNCHED("dispatch_rank_kernel");
     if (D == 0 || R_max == 0) return MOE_OK;
     unsigned blocks = (unsigned)(R_max < 65535L * 8 ? R_max : 65535L * 8);
     size_t es = moe_dtype_size(dt), rowb = (size_t)D * es;
     if (rowb % 16 == 0 && (uintptr_t)x % 16 == 0 && (uintptr_t)xp % 16 == 0) {
-        dispatch_gather_kernel<int4><<<blocks, 128, 0, ctx->stream>>>(
-            (int4 *)xp, (const int4 *)x, token_of, offsets, E, R_max, (int)(rowb / 16));
+        MOE_LAUNCH(dispatch_gather_kernel<int4>, blocks, 128, 0, ctx->stream, (int4 *)xp,
+                   (const int4 *)x, token_of, offsets, E, R_max, (int)(rowb / 16));
     } else if (es == 4) {
-        dispatch_gather_kernel<float><<<blocks, 128, 0, ctx->stream>>>(
-            (float *)xp, (const float *)x, token_of, offsets, E, R_max, D);
+        MOE_LAUNCH(dispatch_gather_kernel<float>, blocks, 128, 0, ctx->stream, (float *)xp,
+                   (const float *)x, token_of, offsets, E, R_max, D);
     } else {
-        dispatch_gather_kernel<unsigned short><<<blocks, 128, 0, ctx->stream>>>(
-            (unsigned short *)xp, (const unsigned short *)x, token_of, offsets, E, R_max, D);
+        MOE_LAUNCH(dispatch_gather_kernel<unsigned short>, blocks, 128, 0, ctx->stream,
+                   (unsigned short *)xp, (const unsigned short *)x, token_of, offsets, E, R_max, D);
     }
     MOE_CUDA_LAUNCHED("dispatch_gather_kernel");
     return MOE_OK;
@@ -183,8 +184,8 @@ moe_status moe_cuda_dispatch_backward(moe_cuda *ctx, moe_dtype dt, void *dx, con
     if (T == 0 || D == 0) return MOE_OK;
     unsigned blocks = (unsigned)(T < 65535 * 8 ? T : 65535 * 8);
     MOE_DISPATCH_DT(dt, S,
-                    dispatch_backward_kernel<S>
-                    <<<blocks, 128, 0, ctx->stream>>>((S *)dx, (const S *)dxp, row_of, T, D, k););
+                    MOE_LAUNCH(dispatch_backward_kernel<S>, blocks, 128, 0, ctx->stream, (S *)dx,
+                               (const S *)dxp, row_of, T, D, k););
     MOE_CUDA_LAUNCHED("dispatch_backward_kernel");
     return MOE_OK;
 }
@@ -221,8 +222,8 @@ moe_status moe_cuda_combine_forward(moe_cuda *ctx, moe_dtype dt, void *out, cons
     if (T == 0 || D == 0) return MOE_OK;
     unsigned blocks = (unsigned)(T < 65535 * 8 ? T : 65535 * 8);
     MOE_DISPATCH_DT(dt, S,
-                    combine_forward_kernel<S><<<blocks, 128, 0, ctx->stream>>>(
-                        (S *)out, (const S *)y, weights, row_of, T, D, k, accumulate););
+                    MOE_LAUNCH(combine_forward_kernel<S>, blocks, 128, 0, ctx->stream, (S *)out,
+                               (const S *)y, weights, row_of, T, D, k, accumulate););
     MOE_CUDA_LAUNCHED("combine_forward_kernel");
     return MOE_OK;
 }
@@ -263,8 +264,9 @@ moe_status moe_cuda_combine_backward(moe_cuda *ctx, moe_dtype dt, void *dy, floa
     MOE_CUDA_REQUIRE(T >= 0 && D >= 0 && k >= 1 && k <= 8, fn);
     if (T == 0) return MOE_OK;
     MOE_DISPATCH_DT(dt, S,
-                    combine_backward_kernel<S><<<moe_cuda_blocks(T, 8), 256, 0, ctx->stream>>>(
-                        (S *)dy, dw, (const S *)dout, (const S *)y, weights, row_of, T, D, k););
+                    MOE_LAUNCH(combine_backward_kernel<S>, moe_cuda_blocks(T, 8), 256, 0,
+                               ctx->stream, (S *)dy, dw, (const S *)dout, (const S *)y, weights,
+                               row_of, T, D, k););
     MOE_CUDA_LAUNCHED("combine_backward_kernel");
     return MOE_OK;
 }

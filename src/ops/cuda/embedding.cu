@@ -43,8 +43,8 @@ moe_status moe_cuda_embedding_forward(moe_cuda *ctx, moe_dtype dt, void *out, co
     if (n == 0) return MOE_OK;
     MOE_CUDA_REQUIRE(out && ids && table, "moe_cuda_embedding_forward");
     MOE_DISPATCH_DT(dt, T,
-                    embedding_forward_kernel<T><<<emb_blocks(n), EMB_THREADS, 0, ctx->stream>>>(
-                        (T *)out, ids, (const T *)table, N, C););
+                    MOE_LAUNCH(embedding_forward_kernel<T>, emb_blocks(n), EMB_THREADS, 0,
+                               ctx->stream, (T *)out, ids, (const T *)table, N, C););
     MOE_CUDA_LAUNCHED("embedding_forward_kernel");
     return MOE_OK;
 }
@@ -56,8 +56,8 @@ moe_status moe_cuda_embedding_backward(moe_cuda *ctx, moe_dtype dt, float *dtabl
     if (n == 0) return MOE_OK;
     MOE_CUDA_REQUIRE(dtable && dout && ids, "moe_cuda_embedding_backward");
     MOE_DISPATCH_DT(dt, T,
-                    embedding_backward_kernel<T><<<emb_blocks(n), EMB_THREADS, 0, ctx->stream>>>(
-                        dtable, (const T *)dout, ids, N, C););
+                    MOE_LAUNCH(embedding_backward_kernel<T>, emb_blocks(n), EMB_THREADS, 0,
+                               ctx->stream, dtable, (const T *)dout, ids, N, C););
     MOE_CUDA_LAUNCHED("embedding_backward_kernel");
     return MOE_OK;
 }

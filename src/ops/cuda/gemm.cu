@@ -63,8 +63,8 @@ moe_status moe_cuda_matmul_forward(moe_cuda *ctx, moe_dtype dt, void *out, const
     if (st != MOE_OK || !bias || N == 0 || OC == 0) return st;
     unsigned blocks = moe_cuda_blocks((long)N * OC, 256);
     if (blocks > 65535u * 8) blocks = 65535u * 8;
-    MOE_DISPATCH_DT(dt, T,
-                    bias_add_kernel<T><<<blocks, 256, 0, ctx->stream>>>((T *)out, bias, N, OC););
+    MOE_DISPATCH_DT(
+        dt, T, MOE_LAUNCH(bias_add_kernel<T>, blocks, 256, 0, ctx->stream, (T *)out, bias, N, OC););
     MOE_CUDA_LAUNCHED("bias_add_kernel");
     return MOE_OK;
 }
@@ -84,8 +84,8 @@ moe_status moe_cuda_matmul_backward(moe_cuda *ctx, moe_dtype dt, void *dinp, flo
     if (st != MOE_OK || !dbias || N == 0 || OC == 0) return st;
     dim3 threads(32, 8);
     MOE_DISPATCH_DT(dt, T,
-                    bias_grad_kernel<T><<<moe_cuda_blocks(OC, 32), threads, 0, ctx->stream>>>(
-                        dbias, (const T *)dout, N, OC););
+                    MOE_LAUNCH(bias_grad_kernel<T>, moe_cuda_blocks(OC, 32), threads, 0,
+                               ctx->stream, dbias, (const T *)dout, N, OC););
     MOE_CUDA_LAUNCHED("bias_grad_kernel");
     return MOE_OK;
 }

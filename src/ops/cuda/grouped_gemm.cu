@@ -223,9 +223,9 @@ moe_status moe_cuda_grouped_forward(moe_cuda *ctx, moe_dtype dt, void *out, cons
         constexpr int BM = gg_tile<S>::BM, BN = gg_tile<S>::BN;
         long row_tiles = ((long)R_max + BM - 1) / BM + E, col_tiles = ((long)N + BN - 1) / BN;
         MOE_CUDA_REQUIRE(col_tiles <= 65535, "moe_cuda_grouped_forward");
-        grouped_rows_kernel<0, S>
-            <<<dim3((unsigned)row_tiles, (unsigned)col_tiles), GG_THREADS, 0, ctx->stream>>>(
-                (S *)out, (const S *)inp, (const S *)weight, offsets, E, K, N);
+        MOE_LAUNCH((grouped_rows_kernel<0, S>), dim3((unsigned)row_tiles, (unsigned)col_tiles),
+                   GG_THREADS, 0, ctx->stream, (S *)out, (const S *)inp, (const S *)weight, offsets,
+                   E, K, N);
     });
     MOE_CUDA_LAUNCHED("grouped_rows_kernel (forward)");
     return MOE_OK;
@@ -241,9 +241,9 @@ moe_status moe_cuda_grouped_backward_input(moe_cuda *ctx, moe_dtype dt, void *di
         constexpr int BM = gg_tile<S>::BM, BN = gg_tile<S>::BN;
         long row_tiles = ((long)R_max + BM - 1) / BM + E, col_tiles = ((long)K + BN - 1) / BN;
         MOE_CUDA_REQUIRE(col_tiles <= 65535, "moe_cuda_grouped_backward_input");
-        grouped_rows_kernel<1, S>
-            <<<dim3((unsigned)row_tiles, (unsigned)col_tiles), GG_THREADS, 0, ctx->stream>>>(
-                (S *)dinp, (const S *)dout, (const S *)weight, offsets, E, K, N);
+        MOE_LAUNCH((grouped_rows_kernel<1, S>), dim3((unsigned)row_tiles, (unsigned)col_tiles),
+                   GG_THREADS, 0, ctx->stream, (S *)dinp, (const S *)dout, (const S *)weight,
+                   offsets, E, K, N);
     });
     MOE_CUDA_LAUNCHED("grouped_rows_kernel (backward_input)");
     return MOE_OK;
@@ -261,9 +261,9 @@ moe_status moe_cuda_grouped_backward_weight(moe_cuda *ctx, moe_dtype dt, float *
         long k_tiles = ((long)K + BN - 1) / BN, n_tiles = ((long)N + BM - 1) / BM;
         MOE_CUDA_REQUIRE(n_tiles <= 65535 && k_tiles <= INT_MAX,
                          "moe_cuda_grouped_backward_weight");
-        grouped_weight_kernel<S>
-            <<<dim3((unsigned)k_tiles, (unsigned)n_tiles, (unsigned)E), GG_THREADS, 0,
-               ctx->stream>>>(dweight, (const S *)dout, (const S *)inp, offsets, K, N);
+        MOE_LAUNCH(grouped_weight_kernel<S>,
+                   dim3((unsigned)k_tiles, (unsigned)n_tiles, (unsigned)E), GG_THREADS, 0,
+                   ctx->stream, dweight, (const S *)dout, (const S *)inp, offsets, K, N);
     });
     MOE_CUDA_LAUNCHED("grouped_weight_kernel");
     return MOE_OK;

@@ -57,9 +57,11 @@ moe_status moe_cuda_cast(moe_cuda *ctx, void *out, moe_dtype out_dt, const void 
     unsigned blocks = moe_cuda_blocks(n, 256);
     if (blocks > 65535u * 8) blocks = 65535u * 8;
     if (out_dt == MOE_DT_BF16)
-        cast_kernel<<<blocks, 256, 0, ctx->stream>>>((__nv_bfloat16 *)out, (const float *)inp, n);
+        MOE_LAUNCH((cast_kernel<__nv_bfloat16, float>), blocks, 256, 0, ctx->stream,
+                   (__nv_bfloat16 *)out, (const float *)inp, n);
     else
-        cast_kernel<<<blocks, 256, 0, ctx->stream>>>((float *)out, (const __nv_bfloat16 *)inp, n);
+        MOE_LAUNCH((cast_kernel<float, __nv_bfloat16>), blocks, 256, 0, ctx->stream, (float *)out,
+                   (const __nv_bfloat16 *)inp, n);
     MOE_CUDA_LAUNCHED("cast_kernel");
     return MOE_OK;
 }

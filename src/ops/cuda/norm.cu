@@ -140,8 +140,8 @@ static moe_status norm_forward(moe_cuda *ctx, moe_dtype dt, void *out, float *me
     dim3 threads(32, NORM_ROWS_PER_BLOCK);
     unsigned blocks = moe_cuda_blocks(N, NORM_ROWS_PER_BLOCK);
     MOE_DISPATCH_DT(dt, T,
-                    norm_forward_kernel<T, RMS><<<blocks, threads, 0, ctx->stream>>>(
-                        (T *)out, mean, rstd, (const T *)inp, weight, bias, N, C, eps););
+                    MOE_LAUNCH((norm_forward_kernel<T, RMS>), blocks, threads, 0, ctx->stream,
+                               (T *)out, mean, rstd, (const T *)inp, weight, bias, N, C, eps););
     MOE_CUDA_LAUNCHED(RMS ? "rmsnorm_forward_kernel" : "layernorm_forward_kernel");
     return MOE_OK;
 }
@@ -162,13 +162,13 @@ static moe_status norm_param_grads(moe_cuda *ctx, moe_dtype dt, float *dweight, 
     }
     dim3 threads(32, 8), grid(moe_cuda_blocks(C, 32), (unsigned)S);
     MOE_DISPATCH_DT(dt, T,
-                    norm_param_partial_kernel<T><<<grid, threads, 0, ctx->stream>>>(
-                        part, (const T *)dout, (const T *)inp, mean, rstd, N, C, rows_per_strip,
-                        dbias != NULL););
+                    MOE_LAUNCH(norm_param_partial_kernel<T>, grid, threads, 0, ctx->stream, part,
+                               (const T *)dout, (const T *)inp, mean, rstd, N, C, rows_per_strip,
+                               dbias != NULL););
     e = cudaGetLastError();
     if (e == cudaSuccess) {
-        norm_param_finish_kernel<<<moe_cuda_blocks(C, 256), 256, 0, ctx->stream>>>(dweight, dbias,
-                                                                                   part, S, C);
+        MOE_LAUNCH(norm_param_finish_kernel, moe_cuda_blocks(C, 256), 256, 0, ctx->stream, dweight,
+                   dbias, part, S, C);
         e = cudaGetLastError();
     }
     cudaFreeAsync(part, ctx->stream); /* after the kernels, in stream order */
@@ -188,8 +188,9 @@ static moe_status norm_backward(moe_cuda *ctx, moe_dtype dt, void *dinp, float *
     dim3 threads(32, NORM_ROWS_PER_BLOCK);
     unsigned blocks = moe_cuda_blocks(N, NORM_ROWS_PER_BLOCK);
     MOE_DISPATCH_DT(dt, T,
-                    norm_backward_kernel<T, RMS><<<blocks, threads, 0, ctx->stream>>>(
-                        (T *)dinp, (const T *)dout, (const T *)inp, weight, mean, rstd, N, C););
+                    MOE_LAUNCH((norm_backward_kernel<T, RMS>), blocks, threads, 0, ctx->stream,
+                               (T *)dinp, (const T *)dout, (const T *)inp, weight, mean, rstd, N,
+                               C););
     MOE_CUDA_LAUNCHED(RMS ? "rmsnorm_backward_kernel" : "layernorm_backward_kernel");
     if (!dweight && !dbias) return MOE_OK;
     return norm_param_grads(ctx, dt, dweight, dbias, dout, inp, RMS ? NULL : mean, rstd, N, C);

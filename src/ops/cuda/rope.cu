@@ -45,8 +45,8 @@ static moe_status rope(moe_cuda *ctx, moe_dtype dt, void *out, const void *inp, 
     unsigned blocks = moe_cuda_blocks(n, ROPE_THREADS);
     if (blocks > ROPE_MAX_BLOCKS) blocks = ROPE_MAX_BLOCKS;
     MOE_DISPATCH_DT(dt, X,
-                    rope_kernel<X><<<blocks, ROPE_THREADS, 0, ctx->stream>>>(
-                        (X *)out, (const X *)inp, B, T, H, hd, row_stride, pos0, theta, sign););
+                    MOE_LAUNCH(rope_kernel<X>, blocks, ROPE_THREADS, 0, ctx->stream, (X *)out,
+                               (const X *)inp, B, T, H, hd, row_stride, pos0, theta, sign););
     MOE_CUDA_LAUNCHED("rope_kernel");
     return MOE_OK;
 }

@@ -141,13 +141,13 @@ moe_status moe_cuda_router_forward(moe_cuda *ctx, float *scores, float *lse, int
     if (s != MOE_OK) return s;
     MOE_CUDA_TRY(cudaMemsetAsync(routed, 0, sizeof(int32_t) * (size_t)E, ctx->stream));
     if (T > 0) {
-        router_forward_kernel<<<moe_cuda_blocks(T, ROUTER_WARPS), 32 * ROUTER_WARPS, 0,
-                                ctx->stream>>>(scores, lse, chosen, weights, routed, logits, T, E,
-                                               k, topk_before_softmax, renormalize);
+        MOE_LAUNCH(router_forward_kernel, moe_cuda_blocks(T, ROUTER_WARPS), 32 * ROUTER_WARPS, 0,
+                   ctx->stream, scores, lse, chosen, weights, routed, logits, T, E, k,
+                   topk_before_softmax, renormalize);
         MOE_CUDA_LAUNCHED("router_forward_kernel");
     }
-    router_sums_kernel<<<(E + 31) / 32 + 1, dim3(32, 8), 0, ctx->stream>>>(prob_sum, z_sum, scores,
-                                                                           lse, T, E);
+    MOE_LAUNCH(router_sums_kernel, (E + 31) / 32 + 1, dim3(32, 8), 0, ctx->stream, prob_sum, z_sum,
+               scores, lse, T, E);
     MOE_CUDA_LAUNCHED("router_sums_kernel");
     return MOE_OK;
 }
@@ -219,9 +219,9 @@ moe_status moe_cuda_router_backward(moe_cuda *ctx, float *dlogits, const float *
     moe_status s = router_check(T, E, k, "moe_cuda_router_backward");
     if (s != MOE_OK) return s;
     if (T == 0) return MOE_OK;
-    router_backward_kernel<<<moe_cuda_blocks(T, ROUTER_WARPS), 32 * ROUTER_WARPS, 0, ctx->stream>>>(
-        dlogits, dw, dP, dz, scores, lse, chosen, weights, T, E, k, topk_before_softmax,
-        renormalize);
+    MOE_LAUNCH(router_backward_kernel, moe_cuda_blocks(T, ROUTER_WARPS), 32 * ROUTER_WARPS, 0,
+               ctx->stream, dlogits, dw, dP, dz, scores, lse, chosen, weights, T, E, k,
+               topk_before_softmax, renormalize);
     MOE_CUDA_LAUNCHED("router_backward_kernel");
     return MOE_OK;
 }
@@ -258,8 +258,8 @@ moe_status moe_cuda_aux_loss(moe_cuda *ctx, float *aux, float *dP, float *dz, co
     if (s != MOE_OK) return s;
     MOE_CUDA_REQUIRE(T >= 1, "moe_cuda_aux_loss");
     float fden = switch_divide_by_k ? (float)T * (float)k : (float)T;
-    aux_loss_kernel<<<1, 256, 0, ctx->stream>>>(aux, dP, dz, routed, prob_sum, z_sum, T, E, fden,
-                                                switch_coef, z_coef, daux);
+    MOE_LAUNCH(aux_loss_kernel, 1, 256, 0, ctx->stream, aux, dP, dz, routed, prob_sum, z_sum, T, E,
+               fden, switch_coef, z_coef, daux);
     MOE_CUDA_LAUNCHED("aux_loss_kernel");
     return MOE_OK;
 }
