@@ -59,7 +59,7 @@ foreach(src ${MOE_SIM_TESTS})
   target_link_libraries(sim_${name} PRIVATE moe_sim_test_support)
   set_target_properties(sim_${name} PROPERTIES LINKER_LANGUAGE CXX)
   add_test(NAME sim_${name} COMMAND sim_${name} WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
-  set_tests_properties(sim_${name} PROPERTIES LABELS sim SKIP_RETURN_CODE 77 TIMEOUT 300
+  set_tests_properties(sim_${name} PROPERTIES LABELS sim SKIP_RETURN_CODE 77 TIMEOUT 900
     ENVIRONMENT
     "OMP_NUM_THREADS=2;MOE_BUILD_DIR=${CMAKE_BINARY_DIR};MOE_SOURCE_DIR=${CMAKE_SOURCE_DIR};MOE_TEST_SEED=20261123;MOE_CUDA_SIM=1")
 endforeach()

@@ -2,7 +2,6 @@
  * fp32 and bf16, and the host-side bf16 conversions. */
 #include "ops/cuda/cuda_common.cuh"
 
-
 moe_status moe_cuda_alloc(moe_cuda *ctx, void **ptr, size_t bytes) {
     (void)ctx;
     *ptr = NULL;
@@ -65,4 +64,3 @@ moe_status moe_cuda_cast(moe_cuda *ctx, void *out, moe_dtype out_dt, const void 
     MOE_CUDA_LAUNCHED("cast_kernel");
     return MOE_OK;
 }
-
