@@ -28,6 +28,9 @@ static void help(void) {
         "  --batches N        language models: validation batches (default: train.eval_batches)\n"
         "  --large-batch N    the large batch for throughput (default 64)\n"
         "  --latency-seqs N   batch-1 sequences timed for the percentiles (default 64)\n"
+        "  --device cpu|cuda  where the forwards run (cuda: GPU 0, language models;\n"
+        "                     validation loss, latency and throughput; docs/cuda.md)\n"
+        "  --precision bf16|fp32  the GPU's activation type\n"
         "  --out FILE         also write the JSON there\n"
         "  --prometheus FILE  also write the numbers as Prometheus metrics (text\n"
         "                     exposition, e.g. for node_exporter's textfile collector)\n");
@@ -106,7 +109,7 @@ static void add_cost(cJSON *o, const moe_model *m, int T) {
 }
 
 int cmd_eval(int argc, char **argv) {
-    const char *ckpt = NULL, *out = NULL, *prom = NULL;
+    const char *ckpt = NULL, *out = NULL, *prom = NULL, *device = NULL, *precision = NULL;
     cli_sets sets = {0};
     int batches = 0, large = 64, n_seq = 64;
     const cli_opt opts[] = {{"checkpoint", CLI_STRING, &ckpt, 0, 0},
@@ -116,9 +119,12 @@ int cmd_eval(int argc, char **argv) {
                             {"out", CLI_STRING, &out, 0, 0},
                             {"prometheus", CLI_STRING, &prom, 0, 0},
                             {"set", CLI_SETS, &sets, 0, 0},
+                            {"device", CLI_STRING, &device, 0, 0},
+                            {"precision", CLI_STRING, &precision, 0, 0},
                             {0}};
     int rc = cli_parse("eval", argc, argv, opts, help);
     if (rc != CLI_CONTINUE) return rc;
+    if (cli_device_sets("eval", &sets, device, precision)) return 2;
     if (!ckpt) {
         fprintf(stderr, "moe eval: --checkpoint DIR is required (see --help)\n");
         return 2;

@@ -4,6 +4,7 @@
  * batch 1 (per-sequence latency, reported per token: p50/p90/p99) and at a
  * large batch (throughput). */
 #include "moe/metrics.h"
+#include "train/evaluate_cuda.h"
 #include "train/task.h"
 
 #include <cjson/cJSON.h>
@@ -145,6 +146,17 @@ moe_status moe_evaluate(const moe_run_config *cfg, moe_model *m, int large_batch
     moe_arena_init(&arena);
     cJSON *o = cJSON_CreateObject();
     task_eval val = {NAN, NAN, NAN}, test = {NAN, NAN, NAN};
+    if (st == MOE_OK && !strcmp(c.train.device, "cuda")) { /* the GPU half: evaluate_cuda.c */
+        if (t.kind != MOE_TASK_LM)
+            st = moe_error(MOE_ERR_UNSUPPORTED, "eval --device cuda: language models only "
+                                                "(train.task lm); evaluate this one on the cpu");
+        if (st == MOE_OK) {
+            cJSON_AddStringToObject(o, "task", "lm");
+            cJSON_AddStringToObject(o, "family", moe_model_family_name(m));
+            st = eval_lm_cuda(&c, &t, m, c.train.batch_size, n_seq, o);
+        }
+        goto done;
+    }
     if (st == MOE_OK) st = task_evaluate(&t, m, &arena, &val);
     if (st == MOE_OK) st = task_test(&t, m, &arena, &test);
     if (st == MOE_OK) {
@@ -165,6 +177,7 @@ moe_status moe_evaluate(const moe_run_config *cfg, moe_model *m, int large_batch
     }
     if (st == MOE_OK) st = time_inference(&t, m, &arena, n_seq, o);
     if (st == MOE_OK && t.kind == MOE_TASK_LM) st = decode_latency(&t, m, o);
+done:
     if (st == MOE_OK) {
         *json = cJSON_PrintUnformatted(o);
         if (!*json) st = moe_error(MOE_ERR_NOMEM, "eval: out of memory");

@@ -85,6 +85,23 @@ PY
 "$MOE_EMU" bench --config configs/tiny.json --steps 3 --device cuda >"$WORK/emu_bench.json"
 json_get "$WORK/emu_bench.json" "'emulat' in j['device'] and j['tok_per_s'] > 0" | grep -qx True ||
   fail "emulated bench: $(cat "$WORK/emu_bench.json")"
+# moe eval --device cuda: the same validation windows give the CPU's loss
+ev=(--checkpoint "$cpu/checkpoints/latest" --batches 2 --large-batch 8 --latency-seqs 4)
+if [ "$gpus" = 0 ]; then
+  expect_fail "eval on a missing GPU" "$MOE" eval "${ev[@]}" --device cuda
+  grep -qE "no CUDA device|built without the CUDA backend" "$WORK/err" ||
+    { cat "$WORK/err" >&2; fail "eval: the error does not say why there is no GPU"; }
+fi
+"$MOE" eval "${ev[@]}" >"$WORK/eval_cpu.json"
+"$MOE_EMU" eval "${ev[@]}" --device cuda --precision fp32 >"$WORK/eval_emu.json"
+$PY - "$WORK/eval_cpu.json" "$WORK/eval_emu.json" <<'PY'
+import json, sys
+cpu, emu = (json.load(open(f)) for f in sys.argv[1:3])
+assert abs(cpu["val_loss"] - emu["val_loss"]) < 1e-5 * cpu["val_loss"], (cpu["val_loss"], emu["val_loss"])
+assert "emulat" in emu["device"] and emu["tokens_per_s_large_batch"] > 0, emu
+assert emu["generate_ms_per_token"] is None and emu["latency_ms_per_token_p50"] > 0, emu
+print(f"eval --device cuda (emulated): val_loss {emu['val_loss']:.6f}, cpu {cpu['val_loss']:.6f}")
+PY
 echo "ok: emulated cuda training follows the CPU"
 # bf16 on the emulated device: the same wiring with bf16 storage; the curve
 # stays near the CPU's (bf16 rounding, not a bug, is the difference)
