@@ -25,7 +25,11 @@ int cmd_bootstrap(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_key(int argc, char **argv);
 int cmd_devices(int argc, char **argv);
-/* moe bench's steps on GPU 0 (bench_cuda.c): ms [steps] per step, the last
+/* moe generate's decoding on GPU 0 (cuda_paths.c): out as
+ * moe_model_generate's; 1 after a message on failure. */
+int generate_cuda(const moe_model *m, const char *precision, const int32_t *prompt, int n_prompt,
+                  int n_new, const moe_sampling *s, moe_rng *rng, int32_t *out);
+/* moe bench's steps on GPU 0 (cuda_paths.c): ms [steps] per step, the last
  * loss, and the device's name; 1 after a message on failure. */
 int bench_cuda_steps(const moe_run_config *cfg, const moe_model *m, const int32_t *x,
                      const int32_t *y, int steps, double *ms, double *loss, char *device,

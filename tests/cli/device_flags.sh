@@ -56,7 +56,8 @@ fi
 # on every machine, not the kernels. fp32, so it must follow the CPU run.
 [ -x "${MOE_EMU:-}" ] || { echo "no moe-emu: skipping the emulated run"; exit 0; }
 short=(--config configs/tiny.json --set train.steps=12 --set train.eval_every=6
-  --set train.checkpoint_every=6 --set train.log_every=3 --set train.sample_tokens=8 --quiet)
+  --set train.checkpoint_every=6 --set train.log_every=3 --set train.sample_tokens=8 --quiet
+  --set model.moe.capacity_factor=0) # dropless: a decode step and a window route alike
 "$MOE" train "${short[@]}" --set out_dir="$WORK/cpu" >/dev/null
 "$MOE_EMU" train "${short[@]}" --set out_dir="$WORK/emu" --device cuda --precision fp32 >/dev/null
 cpu=$(ls -d "$WORK"/cpu/tiny-*) emu=$(ls -d "$WORK"/emu/tiny-*)
@@ -102,6 +103,16 @@ assert "emulat" in emu["device"] and emu["tokens_per_s_large_batch"] > 0, emu
 assert emu["generate_ms_per_token"] is None and emu["latency_ms_per_token_p50"] > 0, emu
 print(f"eval --device cuda (emulated): val_loss {emu['val_loss']:.6f}, cpu {cpu['val_loss']:.6f}")
 PY
+# moe generate --device cuda: greedy decoding past the 64-token window (so
+# the window slides) gives the CPU's text
+gen=(--checkpoint "$cpu/checkpoints/latest" --prompt "In the beginning" --tokens 90 --temperature 0)
+"$MOE" generate "${gen[@]}" >"$WORK/gen_cpu.txt"
+"$MOE_EMU" generate "${gen[@]}" --device cuda --precision fp32 >"$WORK/gen_emu.txt"
+cmp -s "$WORK/gen_cpu.txt" "$WORK/gen_emu.txt" ||
+  fail "generate --device cuda differs: cpu '$(cat "$WORK/gen_cpu.txt")' emulated '$(cat "$WORK/gen_emu.txt")'"
+[ "$(wc -c <"$WORK/gen_cpu.txt")" -eq $((16 + 90 + 1)) ] || fail "generated length"
+expect_fail "generate --device tpu" "$MOE" generate "${gen[@]}" --device tpu
+expect_err "--device is cpu or cuda"
 echo "ok: emulated cuda training follows the CPU"
 # bf16 on the emulated device: the same wiring with bf16 storage; the curve
 # stays near the CPU's (bf16 rounding, not a bug, is the difference)

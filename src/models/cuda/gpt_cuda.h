@@ -82,6 +82,14 @@ moe_status gpt_cuda_download(gpt_cuda *g, moe_model *cpu, moe_optim *opt);
 /* Uploads an optimizer state (a resumed run's m, v and step). */
 moe_status gpt_cuda_upload_optim(gpt_cuda *g, const moe_optim *opt);
 
+/* moe_model_generate on the GPU (gpt_cuda_generate.c): n_new tokens after
+ * prompt [n_prompt] into out [n_prompt + n_new], sampled as on the CPU. No
+ * KV cache yet: each token is a forward over the context window (created
+ * with B_max >= 1 and T_max = max_seq_len). c is the model's config. */
+moe_status gpt_cuda_generate(gpt_cuda *g, const moe_model_config *c, const int32_t *prompt,
+                             int n_prompt, int n_new, const moe_sampling *s, moe_rng *rng,
+                             int32_t *out);
+
 /* Times `steps` training steps (zero grads, forward and backward on tokens
  * x and targets y [B, T] (host), clipping at grad_clip, AdamW at oc->lr)
  * into ms [steps] (wall milliseconds; each step ends by reading its loss, so
