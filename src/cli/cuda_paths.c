@@ -19,7 +19,7 @@ int bench_cuda_steps(const moe_run_config *cfg, const moe_model *m, const int32_
         fprintf(stderr, "moe bench: --device cuda: train.optim.kind must be adamw\n");
         return 1;
     }
-    moe_dtype dt = strcmp(t->precision, "fp32") == 0 ? MOE_DT_F32 : MOE_DT_BF16;
+    moe_dtype dt = moe_dtype_of_precision(t->precision);
     moe_cuda *ctx = NULL;
     gpt_cuda *g = NULL;
     st = moe_cuda_create(&ctx, 0);
@@ -42,8 +42,7 @@ int generate_cuda(const moe_model *m, const char *precision, const int32_t *prom
     gpt_cuda *g = NULL;
     st = moe_cuda_create(&ctx, 0);
     if (st == MOE_OK)
-        st = gpt_cuda_create(&g, ctx, m, 1, c->max_seq_len,
-                             strcmp(precision, "fp32") == 0 ? MOE_DT_F32 : MOE_DT_BF16);
+        st = gpt_cuda_create(&g, ctx, m, 1, c->max_seq_len, moe_dtype_of_precision(precision));
     if (st == MOE_OK) st = gpt_cuda_generate(g, c, prompt, n_prompt, n_new, s, rng, out);
     gpt_cuda_destroy(g);
     moe_cuda_destroy(ctx);

@@ -86,7 +86,7 @@ moe_status eval_lm_cuda(const moe_run_config *c, const train_task *t, const moe_
     moe_status st = gpt_cuda_supported(moe_model_config_of(m));
     if (st != MOE_OK) return st;
     const int T = t->T, B = c->train.batch_size > large ? c->train.batch_size : large;
-    moe_dtype dt = strcmp(c->train.precision, "fp32") == 0 ? MOE_DT_F32 : MOE_DT_BF16;
+    moe_dtype dt = moe_dtype_of_precision(c->train.precision);
     moe_cuda *ctx = NULL;
     gpt_cuda *g = NULL;
     int32_t *x = malloc((size_t)B * T * sizeof *x), *y = malloc((size_t)B * T * sizeof *y);

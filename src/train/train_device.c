@@ -59,7 +59,7 @@ moe_status train_device_open(train_device **out, const moe_run_config *cfg, cons
     train_device *d = calloc(1, sizeof *d);
     if (!d) return moe_error(MOE_ERR_NOMEM, "train.device cuda: out of memory");
     d->cfg = cfg;
-    moe_dtype dt = strcmp(cfg->train.precision, "fp32") == 0 ? MOE_DT_F32 : MOE_DT_BF16;
+    moe_dtype dt = moe_dtype_of_precision(cfg->train.precision);
     st = moe_cuda_create(&d->ctx, 0);
     if (st == MOE_OK)
         st = gpt_cuda_create(&d->gpu, d->ctx, model, cfg->train.batch_size, cfg->train.seq_len, dt);

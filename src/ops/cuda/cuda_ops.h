@@ -32,6 +32,8 @@ typedef enum moe_dtype { MOE_DT_F32 = 0, MOE_DT_BF16 = 1 } moe_dtype;
 /* Bytes per element: 4 or 2. */
 size_t moe_dtype_size(moe_dtype dt);
 const char *moe_dtype_name(moe_dtype dt);
+/* train.precision's value as a type: "fp32", else bf16 (the config allows only the two). */
+moe_dtype moe_dtype_of_precision(const char *precision);
 
 /* ---- context and memory (context.cu, memory.cu) ---------------------------
  * One context per device: a stream, a cuBLAS and a cuBLASLt handle and their

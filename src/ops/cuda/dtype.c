@@ -13,6 +13,10 @@ const char *moe_dtype_name(moe_dtype dt) {
     return dt == MOE_DT_BF16 ? "bf16" : "fp32";
 }
 
+moe_dtype moe_dtype_of_precision(const char *precision) {
+    return strcmp(precision, "fp32") == 0 ? MOE_DT_F32 : MOE_DT_BF16;
+}
+
 uint16_t moe_bf16_from_float(float f) {
     uint32_t u;
     memcpy(&u, &f, 4);
