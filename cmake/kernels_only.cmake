@@ -1,6 +1,6 @@
 # MOE_KERNELS_ONLY (included from CMakeLists.txt, which returns after it):
 # the numeric core, the CUDA backend, the GPU tests and the GPU benchmark.
-# Dependencies: OpenMP, OpenBLAS (cblas.h) and cmocka, looked up first under
+# Dependencies: OpenMP, OpenBLAS (cblas.h), cJSON and cmocka, looked up first under
 # MOE_DEPS_PREFIX (Debian's .debs unpacked by scripts/gpu/check.sh).
 if(NOT MOE_HAVE_CUDA)
   message(FATAL_ERROR "MOE_KERNELS_ONLY needs the CUDA backend (nvcc not found)")
@@ -16,6 +16,9 @@ find_path(CBLAS_INCLUDE_DIR cblas.h
         ${MOE_DEPS_PREFIX}/usr/include/x86_64-linux-gnu/openblas-openmp
   PATH_SUFFIXES openblas-openmp openblas REQUIRED)
 find_library(CMOCKA_LIB NAMES cmocka HINTS ${_hints} REQUIRED)
+# cJSON: the config parser (the GPU model's test builds models from config keys)
+find_library(CJSON_LIB NAMES cjson HINTS ${_hints} REQUIRED)
+find_path(CJSON_INCLUDE_DIR cjson/cJSON.h HINTS ${MOE_DEPS_PREFIX}/usr/include REQUIRED)
 find_path(CMOCKA_INCLUDE_DIR cmocka.h HINTS ${MOE_DEPS_PREFIX}/usr/include REQUIRED)
 # OpenBLAS from the .debs needs its own libgfortran next to it at run time.
 set(CMAKE_BUILD_RPATH ${_hints})
@@ -28,12 +31,15 @@ add_compile_options($<$<COMPILE_LANGUAGE:C>:-Wall> $<$<COMPILE_LANGUAGE:C>:-Wext
 # model's tests against the CPU): none of them needs more than OpenBLAS
 file(GLOB MOE_KERNEL_SOURCES CONFIGURE_DEPENDS
   src/core/*.c src/ops/cpu/*.c src/nn/*.c src/nn/moe/*.c src/models/*.c)
-list(APPEND MOE_KERNEL_SOURCES src/train/optim.c src/train/clip.c src/train/schedule.c)
+file(GLOB MOE_CONFIG_SOURCES CONFIGURE_DEPENDS src/train/config*.c)
+list(APPEND MOE_KERNEL_SOURCES src/train/optim.c src/train/clip.c src/train/schedule.c
+     ${MOE_CONFIG_SOURCES} src/io/jsonutil.c src/io/fsutil.c)
 include(cmake/cuda_backend.cmake)
 add_library(moe_static STATIC ${MOE_KERNEL_SOURCES} $<TARGET_OBJECTS:moe_cuda_objects>)
-target_include_directories(moe_static PUBLIC include ${CBLAS_INCLUDE_DIR} PRIVATE src)
+target_include_directories(moe_static PUBLIC include ${CBLAS_INCLUDE_DIR} ${CJSON_INCLUDE_DIR}
+                           PRIVATE src)
 target_compile_definitions(moe_static PUBLIC MOE_HAVE_CUDA=1)
-target_link_libraries(moe_static PUBLIC ${OPENBLAS_LIB} OpenMP::OpenMP_C Threads::Threads m
+target_link_libraries(moe_static PUBLIC ${OPENBLAS_LIB} ${CJSON_LIB} OpenMP::OpenMP_C Threads::Threads m
                       CUDA::cudart CUDA::cublas CUDA::cublasLt)
 
 add_library(moe_test_support STATIC tests/support/gradcheck.c tests/support/ref_data.c)
